@@ -1,0 +1,19 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// The same code runs from src/ (node strips the types) and from dist/src/ (the container), so
+// files that ship beside the code are found from the package root, not from this file.
+function findPackageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('queue-service: cannot find package.json above ' + import.meta.url);
+    dir = parent;
+  }
+  return dir;
+}
+
+export const packageRoot = findPackageRoot();
+export const migrationsDir = join(packageRoot, 'migrations');
+export const seedFile = join(packageRoot, 'supabase', 'seed.sql');
