@@ -46,7 +46,7 @@ export interface QueueOptions {
   retryLimit: number;
   retryDelay: number;
   retryBackoff: boolean;
-  retryDelayMax: number | null;
+  retryDelayMax?: number;
   expireInSeconds: number;
   retentionSeconds: number;
   deleteAfterSeconds: number;
@@ -116,7 +116,6 @@ function deadLetterOptions(env: Env): QueueOptions {
     retryLimit: 0,
     retryDelay: 0,
     retryBackoff: false,
-    retryDelayMax: null,
     expireInSeconds: env.syncExpireSeconds,
     // Dead letters wait in `created` (nothing works them), so retention is what keeps them.
     retentionSeconds: env.failedRetentionSeconds,
@@ -159,7 +158,7 @@ function parseOverrides(raw: unknown): Record<string, Partial<WorkerSettings>> {
       const range = WORKER_KEYS[key as keyof WorkerSettings];
       if (!range) {
         problems.push(`QUEUE_OVERRIDES["${queue}"].${key} is not a setting (use ${Object.keys(WORKER_KEYS).join(', ')})`);
-      } else if (!Number.isInteger(value) || value < range[0] || value > range[1]) {
+      } else if (typeof value !== 'number' || !Number.isInteger(value) || value < range[0] || value > range[1]) {
         problems.push(`QUEUE_OVERRIDES["${queue}"].${key} must be a whole number between ${range[0]} and ${range[1]}`);
       } else {
         parsed[key as keyof WorkerSettings] = value;
