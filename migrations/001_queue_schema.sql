@@ -1,9 +1,9 @@
 -- The queue schema: how a committed row change becomes a pg-boss job in the same transaction.
 --
 -- Written against pg-boss schema version 46 (pg-boss 12.38.0). `migrate` refuses any other
--- version, and queue.enqueue_sync() checks it again on every call so that a later, unplanned
--- upgrade of pgboss can never make a trigger write the wrong columns: the change is held in
--- queue.held_changes instead, and the next `migrate` enqueues it.
+-- version, and every enqueue checks it again so that a later, unplanned upgrade of pgboss can
+-- never make a trigger write the wrong columns: the change is held in queue.held_changes instead,
+-- and the next `migrate` enqueues it.
 
 CREATE SCHEMA IF NOT EXISTS queue;
 
@@ -23,6 +23,12 @@ LANGUAGE sql IMMUTABLE AS $$
   SELECT 'pgboss_' || left(encode(sha224('pgboss'::bytea), 'hex'), 24)
 $$;
 
+-- Wakes a queue's idle workers at once, as boss.send() does on a notify-enabled queue.
+CREATE FUNCTION queue.wake(queue_name text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  SELECT pg_notify(queue.notify_channel(), queue_name)
+$$;
+
 -- Every document version comes from this one sequence. A trigger takes the value while its
 -- statement holds the row lock, so for any one row the versions grow in commit order, which is
 -- what Elasticsearch's external versioning needs to refuse a stale write.
@@ -36,107 +42,43 @@ CREATE TABLE queue.held_changes (
   PRIMARY KEY (table_name, key)
 );
 
--- Wakes a queue's idle workers at once, as boss.send() does on a notify-enabled queue.
-CREATE FUNCTION queue.wake(queue_name text) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-  SELECT pg_notify(queue.notify_channel(), queue_name)
-$$;
-
--- Enqueues one search-sync job per key, exactly as boss.send('search-sync.<table>', {table, id},
--- {singletonKey: id}) would (same columns, the queue's own retry, expiry, retention and dead
--- letter settings), with one difference that keeps updates from being lost: a key that already
--- has a job waiting (created or retry) gets no second job, and that waiting job is locked until
--- this transaction ends. pg-boss claims jobs with FOR UPDATE SKIP LOCKED, so it passes the
--- locked job by and claims it only after this write is committed, and the worker that runs it
--- reads the row as this write left it. Returns the number of jobs created; waking a worker for
--- them is the caller's choice (the triggers debounce it, see attach_sync).
-CREATE FUNCTION queue.enqueue_sync(table_name text, keys text[]) RETURNS integer
+CREATE FUNCTION queue.hold_changes(table_name text, keys text[]) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  queue_name text := 'search-sync.' || table_name;
-  pending text[] := keys;
-  inserted text[];
-  created integer := 0;
 BEGIN
-  IF pending IS NULL OR cardinality(pending) = 0 THEN
-    RETURN 0;
-  END IF;
-
-  IF (SELECT v.version FROM pgboss.version v) IS DISTINCT FROM queue.pgboss_schema_version() THEN
-    INSERT INTO queue.held_changes (table_name, key)
-    SELECT enqueue_sync.table_name, k FROM unnest(pending) AS k
-    ON CONFLICT DO NOTHING;
-    RAISE WARNING 'queue-service: pgboss schema is not version %, holding % change(s) of % in queue.held_changes until the next migrate',
-      queue.pgboss_schema_version(), cardinality(pending), table_name;
-    RETURN 0;
-  END IF;
-
-  -- A concurrent enqueue of the same key (reindex, repair, the API) can make the insert below
-  -- skip a key whose conflicting job was not yet visible to the lock step; go round again so
-  -- that job is locked too, or a new one inserted if it was claimed in the meantime.
-  FOR round IN 1..5 LOOP
-    WITH waiting AS (
-      SELECT j.singleton_key
-      FROM pgboss.job j
-      WHERE j.name = queue_name
-        AND j.singleton_key = ANY (pending)
-        AND j.state < 'active'
-      FOR KEY SHARE OF j
-    )
-    SELECT array_agg(k) INTO pending
-    FROM unnest(pending) AS k
-    WHERE k NOT IN (SELECT w.singleton_key FROM waiting w);
-
-    EXIT WHEN pending IS NULL;
-
-    WITH ins AS (
-      INSERT INTO pgboss.job (
-        id, name, data, priority, start_after, created_on, singleton_key,
-        expire_seconds, deletion_seconds, keep_until,
-        retry_limit, retry_delay, retry_backoff, retry_delay_max,
-        policy, dead_letter, heartbeat_seconds, blocked, blocking, pending_dependencies
-      )
-      SELECT
-        gen_random_uuid(), queue_name, jsonb_build_object('table', enqueue_sync.table_name, 'id', k), 0,
-        pgboss.job_now(), pgboss.job_now(), k,
-        COALESCE(q.expire_seconds, 900), COALESCE(q.deletion_seconds, 604800),
-        pgboss.job_now() + COALESCE(q.retention_seconds, 1209600) * interval '1s',
-        COALESCE(q.retry_limit, 2), COALESCE(q.retry_delay, 0), COALESCE(q.retry_backoff, false), q.retry_delay_max,
-        q.policy, q.dead_letter, q.heartbeat_seconds, false, false, 0
-      FROM unnest(pending) AS k
-      LEFT JOIN pgboss.queue q ON q.name = queue_name
-      ON CONFLICT DO NOTHING
-      RETURNING singleton_key
-    )
-    SELECT array_agg(ins.singleton_key) INTO inserted FROM ins;
-
-    created := created + COALESCE(cardinality(inserted), 0);
-    SELECT array_agg(k) INTO pending
-    FROM unnest(pending) AS k
-    WHERE inserted IS NULL OR k <> ALL (inserted);
-
-    EXIT WHEN pending IS NULL;
-  END LOOP;
-
-  RETURN created;
+  INSERT INTO queue.held_changes (table_name, key)
+  SELECT hold_changes.table_name, k FROM unnest(keys) AS k
+  ON CONFLICT DO NOTHING;
+  RAISE WARNING 'queue-service: the pgboss schema is not version %; holding % change(s) of % in queue.held_changes until the next migrate',
+    queue.pgboss_schema_version(), cardinality(keys), table_name;
+  RETURN 0;
 END
 $$;
 
--- Attaches search sync to an app table: a version table, a trigger function and three
--- statement-level triggers. Statement-level with transition tables, so a 100,000-row statement
--- enqueues its jobs in one INSERT ... SELECT instead of 100,000 trigger calls. Idempotent; run by
--- `migrate` for every table in the service's config.
+-- Attaches search sync to an app table. Generates, for table T with queue search-sync.T:
+--   queue.T_version     the document version of every row written since sync was attached
+--   queue.T_enqueue()   one job per key, coalesced (see below)
+--   queue.T_changed()   the trigger function, behind three statement-level triggers
+-- Statement-level with transition tables, so a 100,000-row statement enqueues its jobs in one
+-- INSERT ... SELECT instead of 100,000 trigger calls. The queue and its pg-boss table are written
+-- into the generated functions as literals: a plan on pg-boss's partitioned job table whose
+-- queue name is a parameter locks every partition and every index on each execution.
+-- Idempotent; `migrate` runs it for every table in the service's config, after the queues exist.
 CREATE FUNCTION queue.attach_sync(target regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $attach$
 DECLARE
   table_name text;
   key_column text;
   key_type text;
+  queue_name text;
+  job_table text;
   version_table text;
   clock text;
-  fn text;
+  enqueue_fn text;
+  changed_fn text;
+  enqueue_block text;
 BEGIN
   SELECT c.relname INTO table_name FROM pg_class c WHERE c.oid = target;
+  queue_name := 'search-sync.' || table_name;
 
   SELECT a.attname, format_type(a.atttypid, a.atttypmod) INTO key_column, key_type
   FROM pg_index i
@@ -147,22 +89,113 @@ BEGIN
       USING ERRCODE = 'invalid_table_definition';
   END IF;
 
+  SELECT format('pgboss.%I', q.table_name) INTO job_table FROM pgboss.queue q WHERE q.name = queue_name;
+  IF job_table IS NULL THEN
+    RAISE EXCEPTION 'queue-service: queue % does not exist; run migrate, which creates it', queue_name
+      USING ERRCODE = 'undefined_object';
+  END IF;
+
   version_table := format('queue.%I', table_name || '_version');
   clock := format('queue.%I', table_name || '_wake_clock');
-  fn := format('queue.%I', table_name || '_changed');
+  enqueue_fn := format('queue.%I', table_name || '_enqueue');
+  changed_fn := format('queue.%I', table_name || '_changed');
 
-  -- The document version of every row written since sync was attached. A row with no entry has
-  -- version 0, so plain inserts of new ids need no write here at all.
+  -- A row with no entry has version 0, so plain inserts of new ids write nothing here. Fill
+  -- factor 70 leaves room for the updates to stay HOT.
   EXECUTE format(
     'CREATE TABLE IF NOT EXISTS %s (%I %s PRIMARY KEY, version bigint NOT NULL) WITH (fillfactor = 70)',
     version_table, key_column, key_type);
   EXECUTE format('CREATE SEQUENCE IF NOT EXISTS %s AS bigint', clock);
 
+  -- The enqueue block runs inside the trigger function itself (one function call and one switch
+  -- of settings per statement, not two) and inside queue.T_enqueue() for every other caller.
+  enqueue_block := format($block$
+      <<enqueue>>
+      BEGIN
+        EXIT enqueue WHEN pending IS NULL OR cardinality(pending) = 0;
+        IF (SELECT v.version FROM pgboss.version v) IS DISTINCT FROM queue.pgboss_schema_version() THEN
+          PERFORM queue.hold_changes(%1$L, pending);
+          EXIT enqueue;
+        END IF;
+        -- A key can conflict with a job that is claimed before the lock below reaches it; it then
+        -- gets a job of its own on the next round.
+        FOR round IN 1..5 LOOP
+          WITH ins AS (
+            INSERT INTO %2$s (
+              id, name, data, priority, start_after, created_on, singleton_key,
+              expire_seconds, deletion_seconds, keep_until,
+              retry_limit, retry_delay, retry_backoff, retry_delay_max,
+              policy, dead_letter, heartbeat_seconds, blocked, blocking, pending_dependencies
+            )
+            SELECT
+              gen_random_uuid(), q.name, jsonb_build_object('table', %1$L, 'id', k), 0,
+              pgboss.job_now(), pgboss.job_now(), k,
+              q.expire_seconds, q.deletion_seconds, pgboss.job_now() + q.retention_seconds * interval '1s',
+              q.retry_limit, q.retry_delay, q.retry_backoff, q.retry_delay_max,
+              q.policy, q.dead_letter, q.heartbeat_seconds, false, false, 0
+            FROM pgboss.queue q, unnest(pending) AS k
+            WHERE q.name = %3$L
+            ON CONFLICT DO NOTHING
+            RETURNING singleton_key
+          )
+          SELECT count(*)::int,
+                 CASE WHEN count(*) < cardinality(pending)
+                      THEN ARRAY(SELECT unnest(pending) EXCEPT SELECT i.singleton_key FROM ins i) END
+          INTO inserted, conflicted
+          FROM ins;
+          created := created + inserted;
+          EXIT WHEN conflicted IS NULL;
+
+          WITH waiting AS (
+            SELECT j.singleton_key FROM %2$s j
+            WHERE j.name = %3$L AND j.singleton_key = ANY (conflicted) AND j.state < 'active'
+            FOR KEY SHARE OF j
+          )
+          SELECT ARRAY(SELECT unnest(conflicted) EXCEPT SELECT w.singleton_key FROM waiting w) INTO pending;
+          EXIT WHEN cardinality(pending) = 0;
+        END LOOP;
+      END enqueue;
+  $block$, table_name, job_table, queue_name);
+
+  -- One search-sync job per key, exactly as boss.send('search-sync.T', {table, id},
+  -- {singletonKey: id}) makes it (same columns, the queue's own retry, expiry, retention and
+  -- dead letter settings), with one addition that keeps updates from being lost. A key whose
+  -- job is waiting in `created` gets no second one (the stately policy's unique index refuses
+  -- it), and that waiting job is locked until this transaction ends. pg-boss claims jobs with
+  -- FOR UPDATE SKIP LOCKED, so it passes the locked job by and claims it only after this write
+  -- commits, and the worker that runs it reads the row as this write left it.
+  --
+  -- Generic plans, because a custom plan is made again on every call (a short keys array always
+  -- looks cheaper to plan for); no sequential scans, because a plan made while the job table was
+  -- empty would otherwise keep scanning it as it grows; and no JIT, which the cost of a disabled
+  -- scan (a sequence is read by one) would otherwise set off, at 10 ms a statement.
+  EXECUTE format($fn$
+    CREATE OR REPLACE FUNCTION %1$s(keys text[]) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET jit = off
+    AS $body$
+    DECLARE
+      pending text[] := keys;
+      conflicted text[];
+      inserted integer;
+      created integer := 0;
+    BEGIN
+      %2$s
+      RETURN created;
+    END
+    $body$
+  $fn$, enqueue_fn, enqueue_block);
+
   EXECUTE format($fn$
     CREATE OR REPLACE FUNCTION %1$s() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $body$
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET jit = off
+    AS $body$
     DECLARE
-      keys text[];
+      pending text[];
+      conflicted text[];
+      inserted integer;
+      created integer := 0;
       now_ms bigint;
     BEGIN
       IF TG_OP = 'INSERT' THEN
@@ -171,7 +204,7 @@ BEGIN
           UPDATE %2$s v SET version = nextval('queue.document_version')
           FROM new_rows n WHERE v.%3$I = n.%3$I
         )
-        SELECT array_agg(n.%3$I::text) INTO keys FROM new_rows n;
+        SELECT array_agg(n.%3$I::text) INTO pending FROM new_rows n;
       ELSIF TG_OP = 'UPDATE' THEN
         -- An update that changes no column enqueues nothing; one that changes the key deletes
         -- the old document and indexes the new one.
@@ -184,17 +217,19 @@ BEGIN
           SELECT c.key, nextval('queue.document_version') FROM changed c
           ON CONFLICT (%3$I) DO UPDATE SET version = EXCLUDED.version
         )
-        SELECT array_agg(c.key::text) INTO keys FROM changed c;
+        SELECT array_agg(c.key::text) INTO pending FROM changed c;
       ELSE
         WITH tombstones AS (
           INSERT INTO %2$s AS v (%3$I, version)
           SELECT o.%3$I, nextval('queue.document_version') FROM old_rows o
           ON CONFLICT (%3$I) DO UPDATE SET version = EXCLUDED.version
         )
-        SELECT array_agg(o.%3$I::text) INTO keys FROM old_rows o;
+        SELECT array_agg(o.%3$I::text) INTO pending FROM old_rows o;
       END IF;
 
-      IF queue.enqueue_sync(%4$L, keys) = 0 THEN
+      %4$s
+
+      IF created = 0 THEN
         RETURN NULL;
       END IF;
       -- NOTIFY serialises the commits of notifying transactions (it holds a global lock across
@@ -206,25 +241,41 @@ BEGIN
       -- polling is the backstop.
       now_ms := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
       IF now_ms - (SELECT c.last_value FROM %5$s c) >= 20 THEN
-        PERFORM setval(%6$L, now_ms);
-        PERFORM pg_notify(queue.notify_channel(), %7$L);
+        PERFORM setval(%5$L, now_ms);
+        PERFORM pg_notify(queue.notify_channel(), %6$L);
       END IF;
       RETURN NULL;
     END
     $body$
-  $fn$, fn, version_table, key_column, table_name, clock, clock, 'search-sync.' || table_name);
+  $fn$, changed_fn, version_table, key_column, enqueue_block, clock, queue_name);
 
-  EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
+  EXECUTE format('REVOKE ALL ON FUNCTION %s(text[]) FROM PUBLIC', enqueue_fn);
+  EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', changed_fn);
 
   EXECUTE format('DROP TRIGGER IF EXISTS queue_sync_insert ON %s', target);
   EXECUTE format('DROP TRIGGER IF EXISTS queue_sync_update ON %s', target);
   EXECUTE format('DROP TRIGGER IF EXISTS queue_sync_delete ON %s', target);
-  EXECUTE format('CREATE TRIGGER queue_sync_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION %s()', target, fn);
-  EXECUTE format('CREATE TRIGGER queue_sync_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION %s()', target, fn);
-  EXECUTE format('CREATE TRIGGER queue_sync_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION %s()', target, fn);
-
+  EXECUTE format('CREATE TRIGGER queue_sync_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION %s()', target, changed_fn);
+  EXECUTE format('CREATE TRIGGER queue_sync_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION %s()', target, changed_fn);
+  EXECUTE format('CREATE TRIGGER queue_sync_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION %s()', target, changed_fn);
 END
 $attach$;
+
+-- Enqueues search-sync jobs for rows of a synced table from anywhere (reindex, repair, the
+-- legacy migration, psql): the same jobs, coalescing and locking as the triggers. Returns the
+-- number of jobs created; it does not wake workers (call queue.wake).
+CREATE FUNCTION queue.enqueue_sync(table_name text, keys text[]) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  created integer;
+BEGIN
+  IF to_regprocedure(format('queue.%I(text[])', table_name || '_enqueue')) IS NULL THEN
+    RAISE EXCEPTION 'queue-service: % is not a synced table', table_name USING ERRCODE = 'undefined_table';
+  END IF;
+  EXECUTE format('SELECT queue.%I($1)', table_name || '_enqueue') INTO created USING keys;
+  RETURN created;
+END
+$$;
 
 -- Bumps the version of rows without changing them, under the same per-row lock order as a write,
 -- so a repair or reindex job writes a version newer than anything Elasticsearch holds for them.

@@ -21,6 +21,8 @@ const forbidden = [
   ['read the version table', 'SELECT * FROM queue.listings_version LIMIT 1'],
   ['read held changes', 'SELECT * FROM queue.held_changes LIMIT 1'],
   ['enqueue directly', `SELECT queue.enqueue_sync('listings', ARRAY['x'])`],
+  ['call a table enqueue function', `SELECT queue.listings_enqueue(ARRAY['x'])`],
+  ['hold changes', `SELECT queue.hold_changes('listings', ARRAY['x'])`],
   ['wake workers', `SELECT queue.wake('search-sync.listings')`],
   ['bump versions', `SELECT queue.bump_versions('public.listings', ARRAY['x'])`],
   ['release held changes', 'SELECT queue.release_held_changes()'],

@@ -124,15 +124,17 @@ t.test('a write while the row job is active queues one more, which waits until t
   t.equal(next.length, 1);
 });
 
-t.test('a row whose job waits in retry gets no second job: the retry carries the update', async (t) => {
+t.test('a write while the row job waits in retry queues one job to run now, and a burst adds no more', async (t) => {
   const db = await createTestDatabase(t);
   const boss = await startBoss(t, db.url);
   const id = await insertListing(db);
   const [job] = await boss.fetch(LISTINGS);
   await boss.fail(LISTINGS, job!.id, new Error('elasticsearch said 503'));
   t.same((await jobsFor(db, id)).map((j) => j.state), ['retry']);
-  await db.query(`UPDATE listings SET title = 'changed during the backoff' WHERE id = $1`, [id]);
-  t.same((await jobsFor(db, id)).map((j) => j.state), ['retry'], 'coalesced into the retry');
+  for (let i = 0; i < 5; i++) await db.query(`UPDATE listings SET price_cents = $2 WHERE id = $1`, [id, i + 7]);
+  t.same((await jobsFor(db, id)).map((j) => j.state), ['retry', 'created'], 'the new state does not wait out the backoff');
+  const [next] = await boss.fetch(LISTINGS);
+  t.not(next!.id, job!.id, 'the new job is claimable while the retry waits for its backoff');
 });
 
 t.test('under stately, a failing job that collides with a waiting retry is dead-lettered while the retry still carries the row', async (t) => {

@@ -1,0 +1,82 @@
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import pg from 'pg';
+import { readEnv } from '../src/config/env.ts';
+import { createLogger } from '../src/config/logger.ts';
+import { packageRoot, seedFile } from '../src/config/paths.ts';
+import { migrate } from '../src/db/migrate.ts';
+
+export const adminUrl = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export function databaseUrl(name: string): string {
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+async function admin(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+export interface BenchDatabase {
+  url: string;
+  pool: pg.Pool;
+  drop(): Promise<void>;
+}
+
+/** A fresh database with the sample schema; `withQueue` also runs the service's migrate. */
+export async function benchDatabase(label: string, { withQueue = false, extraSql = [] as string[] } = {}): Promise<BenchDatabase> {
+  const name = `qs_bench_${label.replace(/\W/g, '_')}_${randomBytes(3).toString('hex')}`;
+  await admin(`CREATE DATABASE ${name}`);
+  const url = databaseUrl(name);
+  const pool = new pg.Pool({ connectionString: url, max: 20 });
+  pool.on('error', () => {});
+  await pool.query(await readFile(seedFile, 'utf8'));
+  if (withQueue) await migrate(url, readEnv({ DATABASE_URL: url, LOG_LEVEL: 'silent' }), createLogger('silent'));
+  for (const sql of extraSql) await pool.query(sql);
+  return {
+    url,
+    pool,
+    async drop() {
+      await pool.end();
+      await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    },
+  };
+}
+
+export const legacySql = () => readFile(join(packageRoot, 'test/fixtures/legacy.sql'), 'utf8');
+
+export async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const start = process.hrtime.bigint();
+  const value = await fn();
+  return { ms: Number(process.hrtime.bigint() - start) / 1e6, value };
+}
+
+export const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+export function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
+}
+
+export function table(rows: Record<string, string | number>[]): string {
+  const first = rows[0];
+  if (!first) return '';
+  const cols = Object.keys(first);
+  const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
+  const line = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(width[i]!)).join(' | ') + ' |';
+  return [line(cols), line(width.map((w) => '-'.repeat(w))), ...rows.map((r) => line(cols.map((c) => String(r[c]))))].join('\n');
+}
+
+export const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
