@@ -56,12 +56,18 @@ $$;
 
 -- Attaches search sync to an app table. Generates, for table T with queue search-sync.T:
 --   queue.T_version     the document version of every row written since sync was attached
---   queue.T_enqueue()   one job per key, coalesced (see below)
+--   queue.T_enqueue()   one job per key, coalesced (see below), for callers other than triggers
 --   queue.T_changed()   the trigger function, behind three statement-level triggers
 -- Statement-level with transition tables, so a 100,000-row statement enqueues its jobs in one
 -- INSERT ... SELECT instead of 100,000 trigger calls. The queue and its pg-boss table are written
 -- into the generated functions as literals: a plan on pg-boss's partitioned job table whose
 -- queue name is a parameter locks every partition and every index on each execution.
+--
+-- Every statement in these functions has one plan whatever the sizes: plpgsql caches a plan for
+-- the size of the first statement it ran for, so a plan that chose a join or an index scan for
+-- one row would run a 100,000-row statement in quadratic time. Upserts, a FULL JOIN (always hash
+-- or merge) and INSERT ... SELECT from arrays have no such choice to get wrong.
+--
 -- Idempotent; `migrate` runs it for every table in the service's config, after the queues exist.
 CREATE FUNCTION queue.attach_sync(target regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $attach$
@@ -76,6 +82,7 @@ DECLARE
   enqueue_fn text;
   changed_fn text;
   enqueue_block text;
+  settings text := 'SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET jit = off';
 BEGIN
   SELECT c.relname INTO table_name FROM pg_class c WHERE c.oid = target;
   queue_name := 'search-sync.' || table_name;
@@ -100,15 +107,26 @@ BEGIN
   enqueue_fn := format('queue.%I', table_name || '_enqueue');
   changed_fn := format('queue.%I', table_name || '_changed');
 
-  -- A row with no entry has version 0, so plain inserts of new ids write nothing here. Fill
-  -- factor 70 leaves room for the updates to stay HOT.
+  -- Rows written before sync was attached have no entry: version 0. Fill factor 70 leaves room
+  -- for the updates to stay HOT.
   EXECUTE format(
     'CREATE TABLE IF NOT EXISTS %s (%I %s PRIMARY KEY, version bigint NOT NULL) WITH (fillfactor = 70)',
     version_table, key_column, key_type);
   EXECUTE format('CREATE SEQUENCE IF NOT EXISTS %s AS bigint', clock);
 
-  -- The enqueue block runs inside the trigger function itself (one function call and one switch
-  -- of settings per statement, not two) and inside queue.T_enqueue() for every other caller.
+  -- One search-sync job per key, exactly as boss.send('search-sync.T', {table, id},
+  -- {singletonKey: id}) makes it (same columns, the queue's own retry, expiry, retention and
+  -- dead letter settings), with one addition that keeps updates from being lost. A key whose
+  -- job is waiting in `created` gets no second one (the stately policy's unique index is the
+  -- arbiter), and ON CONFLICT ... DO UPDATE ... WHERE false locks that waiting job, without
+  -- changing it, until this transaction ends. pg-boss claims jobs with FOR UPDATE SKIP LOCKED,
+  -- so it passes the locked job by and claims it only after this write commits, and the worker
+  -- that runs it reads the row as this write left it. If a worker claims the job first, the job
+  -- leaves the arbiter index and Postgres inserts a new one instead: one statement, no window
+  -- between the check and the lock.
+  --
+  -- The block runs inside the trigger function itself (one function call and one switch of
+  -- settings per statement, not two) and inside queue.T_enqueue() for every other caller.
   enqueue_block := format($block$
       <<enqueue>>
       BEGIN
@@ -117,117 +135,83 @@ BEGIN
           PERFORM queue.hold_changes(%1$L, pending);
           EXIT enqueue;
         END IF;
-        -- A key can conflict with a job that is claimed before the lock below reaches it; it then
-        -- gets a job of its own on the next round.
-        FOR round IN 1..5 LOOP
-          WITH ins AS (
-            INSERT INTO %2$s (
-              id, name, data, priority, start_after, created_on, singleton_key,
-              expire_seconds, deletion_seconds, keep_until,
-              retry_limit, retry_delay, retry_backoff, retry_delay_max,
-              policy, dead_letter, heartbeat_seconds, blocked, blocking, pending_dependencies
-            )
-            SELECT
-              gen_random_uuid(), q.name, jsonb_build_object('table', %1$L, 'id', k), 0,
-              pgboss.job_now(), pgboss.job_now(), k,
-              q.expire_seconds, q.deletion_seconds, pgboss.job_now() + q.retention_seconds * interval '1s',
-              q.retry_limit, q.retry_delay, q.retry_backoff, q.retry_delay_max,
-              q.policy, q.dead_letter, q.heartbeat_seconds, false, false, 0
-            FROM pgboss.queue q, unnest(pending) AS k
-            WHERE q.name = %3$L
-            ON CONFLICT DO NOTHING
-            RETURNING singleton_key
+        WITH created_jobs AS (
+          INSERT INTO %2$s AS j (
+            id, name, data, priority, start_after, created_on, singleton_key,
+            expire_seconds, deletion_seconds, keep_until,
+            retry_limit, retry_delay, retry_backoff, retry_delay_max,
+            policy, dead_letter, heartbeat_seconds, blocked, blocking, pending_dependencies
           )
-          SELECT count(*)::int,
-                 CASE WHEN count(*) < cardinality(pending)
-                      THEN ARRAY(SELECT unnest(pending) EXCEPT SELECT i.singleton_key FROM ins i) END
-          INTO inserted, conflicted
-          FROM ins;
-          created := created + inserted;
-          EXIT WHEN conflicted IS NULL;
-
-          WITH waiting AS (
-            SELECT j.singleton_key FROM %2$s j
-            WHERE j.name = %3$L AND j.singleton_key = ANY (conflicted) AND j.state < 'active'
-            FOR KEY SHARE OF j
-          )
-          SELECT ARRAY(SELECT unnest(conflicted) EXCEPT SELECT w.singleton_key FROM waiting w) INTO pending;
-          EXIT WHEN cardinality(pending) = 0;
-        END LOOP;
+          SELECT
+            gen_random_uuid(), q.name, jsonb_build_object('table', %1$L, 'id', k), 0,
+            pgboss.job_now(), pgboss.job_now(), k,
+            q.expire_seconds, q.deletion_seconds, pgboss.job_now() + q.retention_seconds * interval '1s',
+            q.retry_limit, q.retry_delay, q.retry_backoff, q.retry_delay_max,
+            q.policy, q.dead_letter, q.heartbeat_seconds, false, false, 0
+          FROM pgboss.queue q, unnest(pending) AS k
+          WHERE q.name = %3$L
+          ON CONFLICT (name, state, COALESCE(singleton_key, '')) WHERE state <= 'active' AND policy = 'stately'
+          DO UPDATE SET name = EXCLUDED.name WHERE false
+          RETURNING 1
+        )
+        SELECT count(*)::int INTO created FROM created_jobs;
       END enqueue;
   $block$, table_name, job_table, queue_name);
 
-  -- One search-sync job per key, exactly as boss.send('search-sync.T', {table, id},
-  -- {singletonKey: id}) makes it (same columns, the queue's own retry, expiry, retention and
-  -- dead letter settings), with one addition that keeps updates from being lost. A key whose
-  -- job is waiting in `created` gets no second one (the stately policy's unique index refuses
-  -- it), and that waiting job is locked until this transaction ends. pg-boss claims jobs with
-  -- FOR UPDATE SKIP LOCKED, so it passes the locked job by and claims it only after this write
-  -- commits, and the worker that runs it reads the row as this write left it.
-  --
-  -- Generic plans, because a custom plan is made again on every call (a short keys array always
-  -- looks cheaper to plan for); no sequential scans, because a plan made while the job table was
-  -- empty would otherwise keep scanning it as it grows; and no JIT, which the cost of a disabled
-  -- scan (a sequence is read by one) would otherwise set off, at 10 ms a statement.
   EXECUTE format($fn$
     CREATE OR REPLACE FUNCTION %1$s(keys text[]) RETURNS integer
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET jit = off
+    LANGUAGE plpgsql SECURITY DEFINER %2$s
     AS $body$
     DECLARE
       pending text[] := keys;
-      conflicted text[];
-      inserted integer;
       created integer := 0;
     BEGIN
-      %2$s
+      %3$s
       RETURN created;
     END
     $body$
-  $fn$, enqueue_fn, enqueue_block);
+  $fn$, enqueue_fn, settings, enqueue_block);
 
   EXECUTE format($fn$
     CREATE OR REPLACE FUNCTION %1$s() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET jit = off
+    LANGUAGE plpgsql SECURITY DEFINER %2$s
     AS $body$
     DECLARE
       pending text[];
-      conflicted text[];
-      inserted integer;
       created integer := 0;
       now_ms bigint;
     BEGIN
       IF TG_OP = 'INSERT' THEN
-        -- Only an id deleted before has a version row (its tombstone); it must move past it.
-        WITH revived AS (
-          UPDATE %2$s v SET version = nextval('queue.document_version')
-          FROM new_rows n WHERE v.%3$I = n.%3$I
+        -- An id deleted before still has a version row (its tombstone) to move past.
+        WITH versioned AS (
+          INSERT INTO %3$s AS v (%4$I, version)
+          SELECT n.%4$I, nextval('queue.document_version') FROM new_rows n
+          ON CONFLICT (%4$I) DO UPDATE SET version = EXCLUDED.version
         )
-        SELECT array_agg(n.%3$I::text) INTO pending FROM new_rows n;
+        SELECT array_agg(n.%4$I::text) INTO pending FROM new_rows n;
       ELSIF TG_OP = 'UPDATE' THEN
         -- An update that changes no column enqueues nothing; one that changes the key deletes
         -- the old document and indexes the new one.
         WITH changed AS MATERIALIZED (
-          SELECT COALESCE(n.%3$I, o.%3$I) AS key
-          FROM new_rows n FULL JOIN old_rows o ON o.%3$I = n.%3$I
-          WHERE n.%3$I IS NULL OR o.%3$I IS NULL OR NOT (n OPERATOR(pg_catalog.*=) o)
-        ), bumped AS (
-          INSERT INTO %2$s AS v (%3$I, version)
+          SELECT COALESCE(n.%4$I, o.%4$I) AS key
+          FROM new_rows n FULL JOIN old_rows o ON o.%4$I = n.%4$I
+          WHERE n.%4$I IS NULL OR o.%4$I IS NULL OR NOT (n OPERATOR(pg_catalog.*=) o)
+        ), versioned AS (
+          INSERT INTO %3$s AS v (%4$I, version)
           SELECT c.key, nextval('queue.document_version') FROM changed c
-          ON CONFLICT (%3$I) DO UPDATE SET version = EXCLUDED.version
+          ON CONFLICT (%4$I) DO UPDATE SET version = EXCLUDED.version
         )
         SELECT array_agg(c.key::text) INTO pending FROM changed c;
       ELSE
         WITH tombstones AS (
-          INSERT INTO %2$s AS v (%3$I, version)
-          SELECT o.%3$I, nextval('queue.document_version') FROM old_rows o
-          ON CONFLICT (%3$I) DO UPDATE SET version = EXCLUDED.version
+          INSERT INTO %3$s AS v (%4$I, version)
+          SELECT o.%4$I, nextval('queue.document_version') FROM old_rows o
+          ON CONFLICT (%4$I) DO UPDATE SET version = EXCLUDED.version
         )
-        SELECT array_agg(o.%3$I::text) INTO pending FROM old_rows o;
+        SELECT array_agg(o.%4$I::text) INTO pending FROM old_rows o;
       END IF;
 
-      %4$s
+      %5$s
 
       IF created = 0 THEN
         RETURN NULL;
@@ -240,14 +224,14 @@ BEGIN
       -- every notification with a second wake-up to catch it (src/sync/wakeup.ts), and pg-boss's
       -- polling is the backstop.
       now_ms := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
-      IF now_ms - (SELECT c.last_value FROM %5$s c) >= 20 THEN
-        PERFORM setval(%5$L, now_ms);
-        PERFORM pg_notify(queue.notify_channel(), %6$L);
+      IF now_ms - (SELECT c.last_value FROM %6$s c) >= 20 THEN
+        PERFORM setval(%6$L, now_ms);
+        PERFORM pg_notify(queue.notify_channel(), %7$L);
       END IF;
       RETURN NULL;
     END
     $body$
-  $fn$, changed_fn, version_table, key_column, enqueue_block, clock, queue_name);
+  $fn$, changed_fn, settings, version_table, key_column, enqueue_block, clock, queue_name);
 
   EXECUTE format('REVOKE ALL ON FUNCTION %s(text[]) FROM PUBLIC', enqueue_fn);
   EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', changed_fn);

@@ -2,6 +2,7 @@
 import { ConfigError, readEnv, type Env } from '../config/env.ts';
 import { createLogger, type Logger } from '../config/logger.ts';
 import { MigrateError, migrate } from '../db/migrate.ts';
+import { exitOnSignals, runService } from './start.ts';
 
 /** An error whose message is the whole story for the operator: printed without a stack. */
 export class UsageError extends Error {
@@ -21,6 +22,13 @@ function requireDatabaseUrl(env: Env, command: string): string {
 }
 
 const commands: Record<string, Command> = {
+  start: {
+    summary: 'migrate (unless MIGRATE_ON_START=false), serve HTTP and run the sync workers until SIGTERM',
+    async run(_args, env, log) {
+      const service = await runService(env, requireDatabaseUrl(env, 'start'), log);
+      return exitOnSignals(service, log);
+    },
+  },
   migrate: {
     summary: 'install the pg-boss schema, create the queues, apply migrations/ and attach the triggers',
     async run(_args, env, log) {

@@ -227,6 +227,13 @@ const variables = {
     parse: integer(5, 86_400),
     fallback: 60,
   },
+  superviseIntervalSeconds: {
+    name: 'SUPERVISE_INTERVAL_SECONDS',
+    description: "How often pg-boss's supervisor retries jobs whose worker died (expired) and runs maintenance.",
+    defaultText: '30',
+    parse: integer(1, 3600),
+    fallback: 30,
+  },
   completedRetentionSeconds: {
     name: 'COMPLETED_RETENTION_SECONDS',
     description: 'How long completed jobs stay in the job table (pg-boss `deleteAfterSeconds`).',

@@ -50,3 +50,34 @@ export const queueRow = statement('queue-row', `
          expire_seconds, retention_seconds, deletion_seconds, dead_letter
   FROM pgboss.queue WHERE name = $1
 `);
+
+// --- sync ------------------------------------------------------------------------------------
+
+/** The type of a synced table's primary key, as SQL spells it (uuid, bigint, text, ...). */
+export const keyType = `
+  SELECT format_type(a.atttypid, a.atttypmod) AS type
+  FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+  WHERE i.indrelid = $1::regclass AND i.indisprimary AND i.indnatts = 1
+`;
+
+/**
+ * The current document and version of every id of a batch, in one query. An id with no row in
+ * the document view comes back with a null document (delete it); its version is its tombstone's.
+ * Identifiers come from the service's own config, never from job data.
+ */
+export function readDocuments(view: string, versionTable: string, key: string, type: string): Statement {
+  return statement(
+    `read-documents:${view}`,
+    `SELECT k.id, COALESCE(v.version, 0) AS version, to_jsonb(d) AS source
+     FROM unnest($1::text[]) AS k(id)
+     LEFT JOIN ${view} d ON d.${key} = k.id::${type}
+     LEFT JOIN ${versionTable} v ON v.${key} = k.id::${type}`,
+  );
+}
+
+/** Keys among $2 of queue $1 with a job that has not started yet, other than the jobs $3. */
+export const waitingKeys = statement(
+  'waiting-keys',
+  `SELECT DISTINCT singleton_key AS key FROM pgboss.job
+   WHERE name = $1 AND singleton_key = ANY ($2::text[]) AND state < 'active' AND NOT (id = ANY ($3::uuid[]))`,
+);

@@ -29,7 +29,7 @@ export interface ItemFault {
 
 export interface Faults {
   /** Answer the whole request instead of handling it; return undefined to handle it normally. */
-  request?: (req: { method: string; path: string }) => { status: number; body?: unknown; delayMs?: number } | undefined;
+  request?: (req: { method: string; path: string; body: string }) => { status: number; body?: unknown; delayMs?: number } | undefined;
   /** Fail one bulk item instead of applying it. */
   item?: (item: BulkItemInput) => ItemFault | undefined;
   /** Delay every response by this much. */
@@ -45,6 +45,10 @@ export class FakeElasticsearch {
   readonly aliases = new Map<string, Set<string>>(); // alias -> indices
   readonly templates = new Map<string, Json>();
   readonly bulkRequests: BulkItemInput[][] = [];
+  /** When each bulk request arrived and was answered, and which ids it carried. */
+  readonly bulkLog: { start: number; end: number; ids: string[] }[] = [];
+  /** Called when a bulk request arrives, before it is applied. */
+  onBulk: ((items: number) => void) | null = null;
   faults: Faults = {};
   #server: Server | null = null;
   url = '';
@@ -118,7 +122,7 @@ export class FakeElasticsearch {
     const url = new URL(req.url ?? '/', 'http://fake');
     const method = req.method ?? 'GET';
     const path = url.pathname;
-    const injected = this.faults.request?.({ method, path });
+    const injected = this.faults.request?.({ method, path, body: raw });
     if (injected) return this.#send(res, injected.status, injected.body ?? { error: { type: 'injected', reason: 'injected fault' }, status: injected.status }, injected.delayMs);
     const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
     const body = () => (raw ? (JSON.parse(raw) as Json) : {});
@@ -127,7 +131,15 @@ export class FakeElasticsearch {
       if (method === 'HEAD') return this.#send(res, 200);
       return this.#send(res, 200, { name: 'fake', cluster_name: 'fake', version: { number: '9.1.0', build_flavor: 'default' }, tagline: 'You Know, for Search' });
     }
-    if (parts[0] === '_bulk' || parts[1] === '_bulk') return this.#send(res, 200, this.#bulk(raw, parts[1] === '_bulk' ? parts[0] : undefined));
+    if (parts[0] === '_bulk' || parts[1] === '_bulk') {
+      const start = Date.now();
+      this.onBulk?.(raw.split('\n').filter(Boolean).length);
+      const result = this.#bulk(raw, parts[1] === '_bulk' ? parts[0] : undefined);
+      const entry = { start, end: start, ids: this.bulkRequests.at(-1)!.map((i) => i.id) };
+      this.bulkLog.push(entry);
+      res.on('finish', () => (entry.end = Date.now()));
+      return this.#send(res, 200, result);
+    }
     if (parts[0] === '_cluster' && parts[1] === 'health') return this.#send(res, 200, { status: 'green' });
     if (parts[0] === '_index_template' && parts[1]) {
       if (method === 'PUT') {

@@ -1,0 +1,100 @@
+import type { FastifyInstance } from 'fastify';
+import { PgBoss } from 'pg-boss';
+import type { Env } from '../config/env.ts';
+import { describeDatabaseUrl, type Logger } from '../config/logger.ts';
+import { SYNC_TABLES } from '../config/queues.ts';
+import { migrate } from '../db/migrate.ts';
+import { createPool, type Pool } from '../db/pool.ts';
+import { buildServer } from '../http/server.ts';
+import { createSearchClient, type SearchClient } from '../search/client.ts';
+import { Metrics } from '../sync/metrics.ts';
+import { SyncService } from '../sync/service.ts';
+
+export interface RunningService {
+  app: FastifyInstance;
+  boss: PgBoss;
+  pool: Pool;
+  sync: SyncService;
+  /** The address the HTTP server listens on. */
+  url: string;
+  /** Stops claiming, waits for batches in flight, closes everything. */
+  stop(): Promise<void>;
+}
+
+/** How long a graceful stop waits for batches in flight before pg-boss gives up on them. */
+const DRAIN_TIMEOUT_MS = 30_000;
+
+export async function runService(env: Env, databaseUrl: string, log: Logger): Promise<RunningService> {
+  log.info({ database: describeDatabaseUrl(databaseUrl), elasticsearch: env.elasticsearchUrl ?? null }, 'starting');
+  if (env.migrateOnStart) await migrate(databaseUrl, env, log);
+
+  const pool = createPool(databaseUrl, { max: env.dbPoolMax, statementTimeoutMs: env.dbStatementTimeoutMs, applicationName: 'queue-service' }, log);
+  const boss = new PgBoss({
+    connectionString: databaseUrl,
+    max: env.dbPoolMax,
+    migrate: false,
+    useListenNotify: true,
+    superviseIntervalSeconds: env.superviseIntervalSeconds,
+    monitorIntervalSeconds: env.superviseIntervalSeconds,
+    application_name: 'queue-service pg-boss',
+  });
+  boss.on('error', (err: Error & { queue?: string }) => log.warn({ err: err.message, queue: err.queue }, 'pg-boss error'));
+  await boss.start();
+
+  const metrics = new Metrics();
+  const search: SearchClient | null = env.elasticsearchUrl
+    ? createSearchClient({
+        url: env.elasticsearchUrl,
+        apiKey: env.elasticsearchApiKey,
+        username: env.elasticsearchUsername,
+        password: env.elasticsearchPassword,
+        requestTimeoutMs: env.elasticsearchRequestTimeoutMs,
+      })
+    : null;
+  const sync = new SyncService({ databaseUrl, env, pool, boss, search, metrics, log });
+  const app = await buildServer({ env, pool, boss, search, sync, metrics, tables: SYNC_TABLES }, log);
+  const url = await app.listen({ port: env.port, host: env.host });
+  log.info({ url }, 'http listening');
+  sync.start();
+
+  let stopping: Promise<void> | null = null;
+  const stop = () =>
+    (stopping ??= (async () => {
+      await app.close();
+      await sync.stop();
+      await boss.stop({ graceful: true, timeout: DRAIN_TIMEOUT_MS });
+      await search?.close();
+      await pool.end();
+    })());
+  return { app, boss, pool, sync, url, stop };
+}
+
+/**
+ * The first SIGTERM or SIGINT drains and exits 0; a second one exits at once. Node runs the
+ * service directly in the container (no npm in between), so the signal reaches this process.
+ */
+export function exitOnSignals(service: RunningService, log: Logger): Promise<number> {
+  return new Promise((resolve) => {
+    let received = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      received++;
+      if (received > 1) {
+        log.warn({ signal }, 'second signal: exiting without waiting for batches in flight');
+        process.exit(signal === 'SIGINT' ? 130 : 143);
+      }
+      log.info({ signal }, 'shutting down: no new jobs are claimed; waiting for batches in flight');
+      service.stop().then(
+        () => {
+          log.info('stopped cleanly');
+          resolve(0);
+        },
+        (err: Error) => {
+          log.error({ err: err.message }, 'error while stopping');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}

@@ -1,0 +1,36 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { PgBoss } from 'pg-boss';
+import type { Env } from '../config/env.ts';
+import type { Logger } from '../config/logger.ts';
+import type { SyncTable } from '../config/queues.ts';
+import type { Pool } from '../db/pool.ts';
+import type { SearchClient } from '../search/client.ts';
+import type { Metrics } from '../sync/metrics.ts';
+import type { SyncService } from '../sync/service.ts';
+import { healthRoutes } from './health.ts';
+import { metricsRoutes } from './metrics.ts';
+
+/** What the routes use, attached once with `decorate` rather than imported as singletons. */
+export interface Services {
+  env: Env;
+  pool: Pool;
+  boss: PgBoss;
+  search: SearchClient | null;
+  sync: SyncService;
+  metrics: Metrics;
+  tables: readonly SyncTable[];
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    services: Services;
+  }
+}
+
+export async function buildServer(services: Services, log: Logger): Promise<FastifyInstance> {
+  const app = Fastify({ loggerInstance: log.child({ component: 'http' }) as FastifyBaseLogger, disableRequestLogging: true, bodyLimit: 1_048_576 });
+  app.decorate('services', services);
+  await app.register(healthRoutes);
+  await app.register(metricsRoutes);
+  return app;
+}
