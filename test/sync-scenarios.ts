@@ -44,10 +44,10 @@ export const scenarios: Scenario[] = [
       const [id] = await insertListings(db, 1, 'first title');
       await eventually(async () => (await search.doc('listings', id!))?.source.title === 'first title 1');
       await db.query(`UPDATE listings SET title = 'second title' WHERE id = $1`, [id]);
-      const updated = await eventually(async () => {
+      const updated = (await eventually(async () => {
         const doc = await search.doc('listings', id!);
         return doc?.source.title === 'second title' ? doc : undefined;
-      });
+      }))!;
       t.equal(updated.version, await version(db, id!), 'indexed with the row version');
       t.equal(updated.source.id, id, 'the document carries its id');
       await db.query(`DELETE FROM listings WHERE id = $1`, [id]);
@@ -61,7 +61,7 @@ export const scenarios: Scenario[] = [
       const db = await setup(t, search);
       await insertListings(db, 5000, 'bulk');
       await waitForIdleQueue(db, 60_000);
-      t.equal(await search.count('listings'), 5000 + 3, 'every row, with the three seed rows');
+      t.equal(await search.count('listings'), 5000, 'every row (the seed rows predate the triggers)');
     },
   },
   {

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { PgBoss } from 'pg-boss';
 import type { Env } from '../config/env.ts';
 import type { Logger } from '../config/logger.ts';
@@ -28,7 +28,13 @@ declare module 'fastify' {
 }
 
 export async function buildServer(services: Services, log: Logger): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: log.child({ component: 'http' }) as FastifyBaseLogger, disableRequestLogging: true, bodyLimit: 1_048_576 });
+  const app = Fastify({
+    loggerInstance: log.child({ component: 'http' }) as FastifyBaseLogger,
+    // One line per request would bury the lines worth reading; the routes that change state log
+    // what they did, and errors are logged as they happen.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1_048_576,
+  });
   app.decorate('services', services);
   await app.register(healthRoutes);
   await app.register(metricsRoutes);

@@ -106,7 +106,7 @@ export class SyncWorker {
     const durationMs = Math.round(performance.now() - started);
     metrics.batchDuration.observe({ queue: this.queue }, durationMs / 1000);
     const failed = results.filter((r) => r.status !== 'completed');
-    const line = { queue: this.queue, size: jobs.length, ...counts, durationMs };
+    const line = { size: jobs.length, ...counts, durationMs };
     if (failed.length === 0) log.info(line, 'batch synced');
     else log.warn({ ...line, failures: failed.slice(0, 20).map((r) => ({ job: r.id, status: r.status, ...(r.output as object) })) }, 'batch synced with failures');
     return results;

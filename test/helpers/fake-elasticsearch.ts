@@ -34,6 +34,8 @@ export interface Faults {
   item?: (item: BulkItemInput) => ItemFault | undefined;
   /** Delay every response by this much. */
   delayMs?: number;
+  /** Delay the response to every bulk request (applied at once, answered late) by this much. */
+  bulkDelayMs?: number;
 }
 
 interface Json {
@@ -138,7 +140,7 @@ export class FakeElasticsearch {
       const entry = { start, end: start, ids: this.bulkRequests.at(-1)!.map((i) => i.id) };
       this.bulkLog.push(entry);
       res.on('finish', () => (entry.end = Date.now()));
-      return this.#send(res, 200, result);
+      return this.#send(res, 200, result, this.faults.bulkDelayMs ?? 0);
     }
     if (parts[0] === '_cluster' && parts[1] === 'health') return this.#send(res, 200, { status: 'green' });
     if (parts[0] === '_index_template' && parts[1]) {
@@ -159,6 +161,15 @@ export class FakeElasticsearch {
     if (parts[1] === '_refresh') return this.#send(res, 200, { _shards: { total: 1, successful: 1, failed: 0 } });
     if (parts[1] === '_count') return this.#send(res, 200, { count: this.count(parts[0]!) });
     if (parts[1] === '_search') return this.#search(res, parts[0]!, body());
+    if (parts[1] === '_doc' && parts[2] && (method === 'PUT' || method === 'POST')) {
+      const item: BulkItemInput = { action: 'index', index: parts[0]!, id: parts[2], source: body() };
+      const version = url.searchParams.get('version');
+      if (version !== null) item.version = Number(version);
+      const versionType = url.searchParams.get('version_type');
+      if (versionType !== null) item.versionType = versionType;
+      const result = this.#apply(item);
+      return this.#send(res, Number(result.status), result);
+    }
     if (parts[1] === '_doc' && parts[2]) return this.#getDoc(res, parts[0]!, parts[2], method);
     if (parts.length === 1) return this.#index(res, method, parts[0]!, body);
     return this.#send(res, 404, { error: { type: 'fake_unsupported', reason: `${method} ${path} is not implemented by the fake` }, status: 404 });
