@@ -20,7 +20,7 @@ export const FAST_SYNC_ENV = {
 };
 
 export function serviceEnv(db: TestDatabase, searchUrl: string | null, extra: Record<string, string> = {}): Record<string, string> {
-  return { ...FAST_SYNC_ENV, DATABASE_URL: db.url, ...(searchUrl ? { ELASTICSEARCH_URL: searchUrl } : {}), ...extra };
+  return { ...FAST_SYNC_ENV, DATABASE_URL: db.url, ELASTICSEARCH_URL: searchUrl ?? '', ...extra };
 }
 
 /** The real service in this process, stopped when the test ends. */
