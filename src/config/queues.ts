@@ -97,10 +97,32 @@ export interface WorkerSettings {
   pollingIntervalSeconds: number;
 }
 
+/** A JSON Schema (draft 7, as Fastify's ajv reads it) for a queue's job data. */
+export type DataSchema = Record<string, unknown>;
+
 export interface QueueConfig {
   name: string;
+  kind: 'sync' | 'dead-letter';
+  description: string;
   options: QueueOptions;
+  /** Job data this queue accepts from the API and its workers; validated at both ends. */
+  dataSchema: DataSchema;
+  /** The dead-letter queue's source queue, for a dead-letter queue. */
+  source?: string;
   worker: WorkerSettings | null;
+}
+
+/** What a search-sync job carries: the row's identity, never its state. */
+export function syncDataSchema(table: SyncTable): DataSchema {
+  return {
+    type: 'object',
+    required: ['table', 'id'],
+    additionalProperties: false,
+    properties: {
+      table: { const: table.table },
+      id: { type: 'string', minLength: 1, maxLength: 512 },
+    },
+  };
 }
 
 /**
@@ -113,14 +135,21 @@ const QUEUED_NEVER_EXPIRES_SECONDS = 10 * 365 * 86_400;
 /** Every queue `migrate` creates, dead-letter queues first (a queue references its dead letter). */
 export function queueConfigs(env: Env): QueueConfig[] {
   const overrides = parseOverrides(env.queueOverrides);
-  const deadLetters = SYNC_TABLES.map((t) => ({
+  const deadLetters = SYNC_TABLES.map((t): QueueConfig => ({
     name: t.deadLetter,
+    kind: 'dead-letter',
+    description: `Jobs of ${t.queue} that could not succeed, with their last error; replay moves them back.`,
     options: deadLetterOptions(env),
+    dataSchema: { type: 'object' },
+    source: t.queue,
     worker: null,
   }));
-  const syncQueues = SYNC_TABLES.map((t) => ({
+  const syncQueues = SYNC_TABLES.map((t): QueueConfig => ({
     name: t.queue,
+    kind: 'sync',
+    description: `Keeps the ${t.table} index equal to ${t.documentView}; filled by triggers on ${t.schema}.${t.table}.`,
     options: syncQueueOptions(env, t.deadLetter),
+    dataSchema: syncDataSchema(t),
     worker: { ...defaultWorker(env), ...overrides[t.queue] },
   }));
   return [...deadLetters, ...syncQueues];
@@ -129,8 +158,8 @@ export function queueConfigs(env: Env): QueueConfig[] {
 function syncQueueOptions(env: Env, deadLetter: string): QueueOptions {
   return {
     // stately: at most one job per row waiting in each of created/retry, and at most one active, and
-    // pg-boss's fetch never claims a row's job while another of that row is active. The trigger
-    // coalesces into a waiting job (created or retry) instead of adding one: see queue.enqueue().
+    // pg-boss's fetch never claims a row's job while another of that row is active. A write whose
+    // row already has a job in `created` joins it instead of adding one (queue.T_enqueue()).
     policy: 'stately',
     // Its own partition: 11 indexes to maintain on insert instead of the shared table's 17.
     partition: true,
