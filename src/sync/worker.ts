@@ -62,6 +62,8 @@ export class SyncWorker {
         pollingIntervalSeconds: settings.pollingIntervalSeconds,
         notifyPollingIntervalSeconds: settings.pollingIntervalSeconds,
         perJobResults: true,
+        // A full batch means more are waiting: fetch again at once instead of after the poll.
+        burstWhenBatchFull: true,
       },
       (jobs) => this.handle(jobs),
     );
