@@ -62,10 +62,10 @@ t.test('a second migrate changes nothing', async (t) => {
 
 t.test('a changed queue setting is applied on the next migrate', async (t) => {
   const db = await createTestDatabase(t);
-  const result = await migrate(db.url, { ...db.env, syncRetryLimit: 3 }, createLogger('silent'));
+  const result = await migrate(db.url, { ...db.env, syncRetryLimit: 3, syncRetryDelayMaxSeconds: 60 }, createLogger('silent'));
   t.same(result.queuesUpdated, ['search-sync.listings', 'search-sync.inventory_items']);
-  const [row] = await db.query(`SELECT retry_limit FROM pgboss.queue WHERE name = 'search-sync.listings'`);
-  t.equal(row?.retry_limit, 3);
+  const [row] = await db.query(`SELECT retry_limit, retry_delay_max FROM pgboss.queue WHERE name = 'search-sync.listings'`);
+  t.same(row, { retry_limit: 3, retry_delay_max: 60 });
 });
 
 t.test('two migrate processes started at the same moment both exit 0', async (t) => {

@@ -155,13 +155,14 @@ async function ensureQueues(
             `${options.policy} and ${options.partition}; pg-boss cannot change either in place`,
         );
       }
-      const changed = Object.fromEntries(
-        Object.entries(OPTION_COLUMNS)
-          .filter(([option, column]) => (options[option as keyof typeof OPTION_COLUMNS] ?? null) !== row[column])
-          .map(([option]) => [option, options[option as keyof typeof OPTION_COLUMNS] ?? null]),
+      const changed = Object.entries(OPTION_COLUMNS).some(
+        ([option, column]) => (options[option as keyof typeof OPTION_COLUMNS] ?? null) !== row[column],
       );
-      if (Object.keys(changed).length > 0) {
-        await (await getBoss()).updateQueue(name, changed);
+      if (changed) {
+        // All of them, not just the changed ones: pg-boss validates them together (a retryDelayMax
+        // is refused unless retryBackoff is in the same update).
+        const { policy: _policy, partition: _partition, ...settings } = options;
+        await (await getBoss()).updateQueue(name, settings);
         queuesUpdated.push(name);
       }
     }

@@ -10,14 +10,14 @@ import { migrate } from '../../src/db/migrate.ts';
 /** Where tests find Postgres: any database the test role can connect to and create databases from. */
 export const adminUrl = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
-export function databaseUrl(name: string): string {
-  const url = new URL(adminUrl);
+export function databaseUrl(name: string, admin = adminUrl): string {
+  const url = new URL(admin);
   url.pathname = `/${name}`;
   return url.toString();
 }
 
-export async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: adminUrl });
+export async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>, admin = adminUrl): Promise<T> {
+  const client = new pg.Client({ connectionString: admin });
   await client.connect();
   try {
     return await fn(client);
@@ -27,12 +27,12 @@ export async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promi
 }
 
 /** The Supabase roles, created when absent (roles are cluster-wide, so files race to create them). */
-export async function ensureSupabaseRoles(): Promise<void> {
+export async function ensureSupabaseRoles(admin = adminUrl): Promise<void> {
   await withAdmin(async (client) => {
     for (const role of ['anon', 'authenticated', 'service_role', 'queue_monitor']) {
       await client.query(`DO $$ BEGIN CREATE ROLE ${role} NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$`);
     }
-  });
+  }, admin);
 }
 
 export interface TestDatabase {
@@ -47,6 +47,8 @@ export interface TestDatabaseOptions {
   seed?: boolean;
   migrate?: boolean;
   env?: Record<string, string>;
+  /** Another server's admin URL (a private server of the test's own); the shared one by default. */
+  server?: string;
 }
 
 export function testEnv(url: string, extra: Record<string, string> = {}): Env {
@@ -55,17 +57,17 @@ export function testEnv(url: string, extra: Record<string, string> = {}): Env {
 
 /** A database of its own for one test file (or test), dropped when the test ends. */
 export async function createTestDatabase(t: Test, options: TestDatabaseOptions = {}): Promise<TestDatabase> {
-  const { seed = true, migrate: runMigrate = true } = options;
+  const { seed = true, migrate: runMigrate = true, server = adminUrl } = options;
   const name = `qs_test_${process.pid}_${randomBytes(4).toString('hex')}`;
-  await ensureSupabaseRoles();
-  await withAdmin((c) => c.query(`CREATE DATABASE ${name}`));
-  const url = databaseUrl(name);
+  await ensureSupabaseRoles(server);
+  await withAdmin((c) => c.query(`CREATE DATABASE ${name}`), server);
+  const url = databaseUrl(name, server);
   const env = testEnv(url, options.env);
   const pool = new pg.Pool({ connectionString: url, max: 10 });
   pool.on('error', () => {});
   t.teardown(async () => {
     await pool.end();
-    await withAdmin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+    await withAdmin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`), server).catch(() => {});
   });
   if (seed) await pool.query(await readFile(seedFile, 'utf8'));
   if (runMigrate) await migrate(url, env, createLogger('silent'));

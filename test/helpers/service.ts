@@ -7,13 +7,15 @@ import { packageRoot } from '../../src/config/paths.ts';
 import { runService, type RunningService } from '../../src/cli/start.ts';
 import type { TestDatabase } from './database.ts';
 
-/** Settings that make a test's worker react in seconds rather than minutes. */
+/**
+ * Settings that make a test's worker react in seconds rather than minutes. The service migrates
+ * on start, as it does by default, so the queues take these retry settings too.
+ */
 export const FAST_SYNC_ENV = {
   SYNC_RETRY_DELAY_SECONDS: '1',
   SYNC_RETRY_DELAY_MAX_SECONDS: '2',
   SYNC_POLLING_INTERVAL_SECONDS: '1',
   SUPERVISE_INTERVAL_SECONDS: '1',
-  MIGRATE_ON_START: 'false',
   PORT: '0',
   HOST: '127.0.0.1',
   LOG_LEVEL: 'silent',
