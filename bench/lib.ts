@@ -32,14 +32,14 @@ export interface BenchDatabase {
 }
 
 /** A fresh database with the sample schema; `withQueue` also runs the service's migrate. */
-export async function benchDatabase(label: string, { withQueue = false, extraSql = [] as string[] } = {}): Promise<BenchDatabase> {
+export async function benchDatabase(label: string, { withQueue = false, extraSql = [] as string[], env = {} as Record<string, string> } = {}): Promise<BenchDatabase> {
   const name = `qs_bench_${label.replace(/\W/g, '_')}_${randomBytes(3).toString('hex')}`;
   await admin(`CREATE DATABASE ${name}`);
   const url = databaseUrl(name);
   const pool = new pg.Pool({ connectionString: url, max: 20 });
   pool.on('error', () => {});
   await pool.query(await readFile(seedFile, 'utf8'));
-  if (withQueue) await migrate(url, readEnv({ DATABASE_URL: url, LOG_LEVEL: 'silent' }), createLogger('silent'));
+  if (withQueue) await migrate(url, readEnv({ DATABASE_URL: url, LOG_LEVEL: 'silent', ...env }), createLogger('silent'));
   for (const sql of extraSql) await pool.query(sql);
   return {
     url,
