@@ -79,22 +79,25 @@ export class SyncService {
       for (const table of this.#tables) {
         await ensureIndex(search, { alias: this.aliasOf(table), mappings: table.mappings });
       }
+      await this.#startWorkers(search);
     } catch (err) {
       const lastError = describeSearchError(err);
       this.#state = { status: 'connecting', lastError };
-      log.warn({ err: lastError, retryInMs: delayMs }, 'Elasticsearch is not reachable yet; sync waits');
+      log.warn({ err: lastError, retryInMs: delayMs }, 'search sync not started yet (Elasticsearch indices or workers); jobs wait');
       await new Promise<void>((resolve) => {
         this.#endRetryWait = resolve;
         this.#retryTimer = setTimeout(resolve, delayMs);
       });
       return this.#connect(Math.min(delayMs * 2, RETRY_MAX_MS));
     }
-    await this.#startWorkers(search);
   }
 
   async #startWorkers(search: SearchClient): Promise<void> {
     const { boss, pool, env, metrics, log, databaseUrl } = this.#deps;
     if (this.#stopped) return;
+    // A worker that started before a failure further down is stopped, so a retry starts clean.
+    await Promise.all(this.#workers.map((w) => w.stop()));
+    this.#workers = [];
     const settings = new Map(queueConfigs(env).map((q) => [q.name, q.worker]));
     for (const table of this.#tables) {
       const alias = this.aliasOf(table);

@@ -118,13 +118,14 @@ export class SyncWorker {
   async #sync(ids: string[]): Promise<Map<string, ItemOutcome>> {
     let documents: SyncDocument[];
     let targets: string[];
+    const readAt = performance.now();
     try {
       targets = await this.#deps.targets();
       documents = await this.#read(ids);
     } catch (err) {
       return everyId(ids, { kind: 'retry', status: 0, type: 'database_error', reason: (err as Error).message });
     }
-    return this.#write(documents, targets, performance.now());
+    return this.#write(documents, targets, readAt);
   }
 
   async #read(ids: string[]): Promise<SyncDocument[]> {
