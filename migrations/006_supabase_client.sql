@@ -1,7 +1,7 @@
 -- Enqueue and stats for application code on Supabase (Edge Functions, servers) through the
 -- supabase-js client it already has: `supabase.schema('queue').rpc('send', ...)`, wrapped by the
 -- typed client in src/supabase/client.ts. PostgREST serves functions of exposed schemas only, so
--- `queue` is listed in supabase/config.toml `[api] schemas` (on a hosted project: Settings, API,
+-- `queue` is listed in supabase/config.toml `[api] schemas` (on a hosted project: Project Settings, Data API,
 -- Exposed schemas). Exposing it reveals nothing else: PostgREST runs every request as the key's
 -- role, and only service_role gets USAGE on the schema and EXECUTE on these two functions.
 

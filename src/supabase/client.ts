@@ -97,7 +97,7 @@ function explain(fn: string, error: RpcError, status: number): string {
     case '42501':
       return `queue.${fn} is refused for this key (${message}): it is granted to service_role only, so create the client with the service role key, on the server`;
     case 'PGRST106':
-      return `the "${SCHEMA}" schema is not exposed by this Supabase API: add "${SCHEMA}" to [api] schemas in supabase/config.toml (hosted: Settings > API > Exposed schemas)`;
+      return `the "${SCHEMA}" schema is not exposed by this Supabase API: add "${SCHEMA}" to [api] schemas in supabase/config.toml (hosted: Project Settings > Data API > Exposed schemas)`;
     case 'PGRST202':
       return `queue.${fn} does not exist in this database: apply the queue service's Supabase migration (supabase/migrations/*_queue_service.sql) or run \`queue-service migrate\``;
   }

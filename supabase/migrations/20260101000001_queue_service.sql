@@ -851,7 +851,7 @@ INSERT INTO queue.migrations (name, checksum) VALUES ('002_document_views.sql', 
 -- Enqueue and stats for application code on Supabase (Edge Functions, servers) through the
 -- supabase-js client it already has: `supabase.schema('queue').rpc('send', ...)`, wrapped by the
 -- typed client in src/supabase/client.ts. PostgREST serves functions of exposed schemas only, so
--- `queue` is listed in supabase/config.toml `[api] schemas` (on a hosted project: Settings, API,
+-- `queue` is listed in supabase/config.toml `[api] schemas` (on a hosted project: Project Settings, Data API,
 -- Exposed schemas). Exposing it reveals nothing else: PostgREST runs every request as the key's
 -- role, and only service_role gets USAGE on the schema and EXECUTE on these two functions.
 
@@ -1027,7 +1027,7 @@ BEGIN
 END
 $$;
 
-INSERT INTO queue.migrations (name, checksum) VALUES ('006_supabase_client.sql', '59ce85dfd3d292eed8de9c71254db1a2b1c8a162910729739ed74ef7c1185ae9');
+INSERT INTO queue.migrations (name, checksum) VALUES ('006_supabase_client.sql', '3a5a3e1ca0c4d05df87bf8d17db51e354e9244f378a98af73faff874a1d17d75');
 
 -- Search sync on the app tables: version tables, enqueue functions and triggers.
 SELECT queue.attach_sync('public.listings'::regclass);
