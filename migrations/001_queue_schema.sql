@@ -7,10 +7,10 @@
 
 CREATE SCHEMA IF NOT EXISTS queue;
 
--- Nothing here is for app roles (anon, authenticated): functions default to EXECUTE for PUBLIC,
--- so take that away for everything created in this schema, now and later.
+-- Nothing here is for app roles (anon, authenticated). Functions are executable by PUBLIC when
+-- created, and a per-schema default privilege cannot take that away, so every migration revokes
+-- its own functions (this one at its end).
 REVOKE ALL ON SCHEMA queue FROM PUBLIC;
-ALTER DEFAULT PRIVILEGES IN SCHEMA queue REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 REVOKE ALL ON SCHEMA pgboss FROM PUBLIC;
 
 CREATE FUNCTION queue.pgboss_schema_version() RETURNS integer
@@ -300,3 +300,5 @@ BEGIN
   RETURN released;
 END
 $$;
+
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA queue FROM PUBLIC;

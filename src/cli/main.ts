@@ -2,6 +2,8 @@
 import { ConfigError, readEnv, type Env } from '../config/env.ts';
 import { createLogger, type Logger } from '../config/logger.ts';
 import { MigrateError, migrate } from '../db/migrate.ts';
+import { EmbeddedPostgresError } from '../db/embedded-postgres.ts';
+import { runDemo } from './demo.ts';
 import { exitOnSignals, runService } from './start.ts';
 
 /** An error whose message is the whole story for the operator: printed without a stack. */
@@ -23,9 +25,10 @@ function requireDatabaseUrl(env: Env, command: string): string {
 
 const commands: Record<string, Command> = {
   start: {
-    summary: 'migrate (unless MIGRATE_ON_START=false), serve HTTP and run the sync workers until SIGTERM',
+    summary: 'migrate (unless MIGRATE_ON_START=false), serve HTTP and run the sync workers until SIGTERM; without DATABASE_URL, on an embedded demo database',
     async run(_args, env, log) {
-      const service = await runService(env, requireDatabaseUrl(env, 'start'), log);
+      if (!env.databaseUrl) return runDemo(env, log);
+      const service = await runService(env, env.databaseUrl, log);
       return exitOnSignals(service, log);
     },
   },
@@ -59,7 +62,7 @@ async function main(argv: string[]): Promise<number> {
     const log = createLogger(env.logLevel);
     return await command.run(rest, env, log);
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof MigrateError || err instanceof UsageError) {
+    if (err instanceof ConfigError || err instanceof MigrateError || err instanceof UsageError || err instanceof EmbeddedPostgresError) {
       process.stderr.write(`queue-service ${name}: ${err.message}\n`);
     } else {
       process.stderr.write(`queue-service ${name} failed: ${(err as Error).stack ?? String(err)}\n`);

@@ -82,6 +82,20 @@ const variables = {
     parse: url(['postgres:', 'postgresql:']),
     fallback: undefined as string | undefined,
   },
+  demoDataDir: {
+    name: 'DEMO_DATA_DIR',
+    description: 'Without DATABASE_URL: where the embedded demo keeps its Postgres data and generated API token (relative to the working directory).',
+    defaultText: '.data',
+    parse: text,
+    fallback: '.data',
+  },
+  demoPostgresPort: {
+    name: 'DEMO_POSTGRES_PORT',
+    description: "Without DATABASE_URL: the embedded demo Postgres's port on 127.0.0.1.",
+    defaultText: '54329',
+    parse: integer(1, 65_535),
+    fallback: 54_329,
+  },
   elasticsearchUrl: {
     name: 'ELASTICSEARCH_URL',
     description: 'Elasticsearch endpoint. Unset: sync waits (jobs stay queued) and `/ready` says why.',

@@ -17,3 +17,5 @@ function findPackageRoot(): string {
 export const packageRoot = findPackageRoot();
 export const migrationsDir = join(packageRoot, 'migrations');
 export const seedFile = join(packageRoot, 'supabase', 'seed.sql');
+/** The roles every Supabase database has, for plain PostgreSQL (docker-compose.yml and the demo). */
+export const supabaseRolesFile = join(packageRoot, 'docker', 'postgres-init', '10-supabase-roles.sql');

@@ -81,3 +81,8 @@ export const waitingKeys = statement(
   `SELECT DISTINCT singleton_key AS key FROM pgboss.job
    WHERE name = $1 AND singleton_key = ANY ($2::text[]) AND state < 'active' AND NOT (id = ANY ($3::uuid[]))`,
 );
+
+// --- embedded demo ---------------------------------------------------------------------------
+
+export const databaseExists = 'SELECT 1 FROM pg_database WHERE datname = $1';
+
