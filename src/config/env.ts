@@ -262,9 +262,93 @@ const variables = {
     parse: integer(60, 365 * 86_400),
     fallback: 14 * 86_400,
   },
+  smtpUrl: {
+    name: 'SMTP_URL',
+    description: 'SMTP server for the `email` queue, e.g. `smtps://user:password@smtp.example.com:465` (`smtp://` upgrades with STARTTLS when offered). Unset: email jobs wait and the log and `/ready` say why.',
+    secret: true,
+    parse: url(['smtp:', 'smtps:']),
+    fallback: undefined as string | undefined,
+  },
+  emailFrom: {
+    name: 'EMAIL_FROM',
+    description: 'From address of every email, e.g. `Shop <no-reply@example.com>`; required with SMTP_URL.',
+    parse: text,
+    fallback: undefined as string | undefined,
+  },
+  emailTemplatesDir: {
+    name: 'EMAIL_TEMPLATES_DIR',
+    description: 'Folder of email templates: `<name>.txt` (a `Subject:` line, a blank line, the text) and optionally `<name>.html`.',
+    defaultText: 'templates/email (in the package)',
+    parse: text,
+    fallback: undefined as string | undefined,
+  },
+  exportDir: {
+    name: 'EXPORT_DIR',
+    description: 'Folder the `export` queue writes its CSV and NDJSON files to (created when missing). Unset: export jobs wait.',
+    parse: text,
+    fallback: undefined as string | undefined,
+  },
+  imageStorage: {
+    name: 'IMAGE_STORAGE',
+    description: 'Where the `image-cleanup` queue deletes images: `local` (IMAGE_STORAGE_DIR) or `supabase` (Supabase Storage). Unset: image-cleanup jobs wait.',
+    parse: oneOf(['local', 'supabase'] as const),
+    fallback: undefined as 'local' | 'supabase' | undefined,
+  },
+  imageStorageDir: {
+    name: 'IMAGE_STORAGE_DIR',
+    description: 'With IMAGE_STORAGE=local: the folder holding the images; an image URL maps to a file below it.',
+    parse: text,
+    fallback: undefined as string | undefined,
+  },
+  imageBaseUrl: {
+    name: 'IMAGE_BASE_URL',
+    description: 'With IMAGE_STORAGE=local: the URL prefix of the images in IMAGE_STORAGE_DIR (`https://cdn.example.com/images/` maps `.../images/a/b.jpg` to `a/b.jpg`). URLs outside it are left alone.',
+    parse: url(['http:', 'https:', 'file:']),
+    fallback: undefined as string | undefined,
+  },
+  supabaseUrl: {
+    name: 'SUPABASE_URL',
+    description: 'With IMAGE_STORAGE=supabase: the project URL; image URLs of its Storage (`/storage/v1/object/...`) are deleted.',
+    parse: url(['http:', 'https:']),
+    fallback: undefined as string | undefined,
+  },
+  supabaseServiceRoleKey: {
+    name: 'SUPABASE_SERVICE_ROLE_KEY',
+    description: 'With IMAGE_STORAGE=supabase: the service role key, which may delete Storage objects.',
+    secret: true,
+    parse: text,
+    fallback: undefined as string | undefined,
+  },
+  imageStorageBucket: {
+    name: 'IMAGE_STORAGE_BUCKET',
+    description: 'With IMAGE_STORAGE=supabase: the only bucket image-cleanup deletes from; URLs of other buckets are left alone.',
+    defaultText: 'images',
+    parse: (raw: string, name: string) => (/^[a-z0-9][a-z0-9._-]{0,62}$/.test(raw) ? raw : fail(name, 'is not a bucket name (a-z, 0-9, ., _ and -)')),
+    fallback: 'images',
+  },
+  externalApiUrl: {
+    name: 'EXTERNAL_API_URL',
+    description: 'Base URL of the partner API the `external-api` queue calls; a job names only a path below it. Unset: external-api jobs wait.',
+    parse: url(['http:', 'https:']),
+    fallback: undefined as string | undefined,
+  },
+  externalApiToken: {
+    name: 'EXTERNAL_API_TOKEN',
+    description: 'Bearer token sent to EXTERNAL_API_URL.',
+    secret: true,
+    parse: text,
+    fallback: undefined as string | undefined,
+  },
+  externalApiTimeoutMs: {
+    name: 'EXTERNAL_API_TIMEOUT_MS',
+    description: 'Timeout of one external-api call; a timed-out call is retried.',
+    defaultText: '10000',
+    parse: integer(100, 600_000),
+    fallback: 10_000,
+  },
   queueOverrides: {
     name: 'QUEUE_OVERRIDES',
-    description: 'JSON object of per-queue worker settings, e.g. `{"search-sync.listings":{"batchSize":200,"concurrency":4}}`.',
+    description: 'JSON object of per-queue settings, e.g. `{"search-sync.listings":{"batchSize":200,"concurrency":4}}`. Every queue takes batchSize, concurrency and pollingIntervalSeconds; the other queues (not search-sync) also retryLimit, retryDelaySeconds, retryDelayMaxSeconds, expireInSeconds and rateLimit (`{"limit":300,"periodSeconds":300}`, or null for none).',
     defaultText: '{}',
     parse: json,
     fallback: {} as unknown,
@@ -330,6 +414,13 @@ function crossChecks(env: Env): string[] {
   }
   if (env.syncRetryDelayMaxSeconds < env.syncRetryDelaySeconds) {
     problems.push('SYNC_RETRY_DELAY_MAX_SECONDS must be at least SYNC_RETRY_DELAY_SECONDS');
+  }
+  if (env.smtpUrl && !env.emailFrom) problems.push('EMAIL_FROM must be set when SMTP_URL is (the From address of every email)');
+  if (env.imageStorage === 'local' && (!env.imageStorageDir || !env.imageBaseUrl)) {
+    problems.push('IMAGE_STORAGE=local needs IMAGE_STORAGE_DIR (the folder) and IMAGE_BASE_URL (the URL prefix of its images)');
+  }
+  if (env.imageStorage === 'supabase' && (!env.supabaseUrl || !env.supabaseServiceRoleKey)) {
+    problems.push('IMAGE_STORAGE=supabase needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY');
   }
   return problems;
 }

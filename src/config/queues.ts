@@ -1,80 +1,11 @@
 import type { Env } from './env.ts';
 import { ConfigError } from './env.ts';
+import { unsupportedSchemaKeywords } from './json-schema.ts';
+import { SYNC_TABLES, type SyncTable } from './sync-tables.ts';
+import { TASK_QUEUES, type TaskQueue } from './task-queues.ts';
 
-/** A table of the app kept in sync with one Elasticsearch index. */
-export interface SyncTable {
-  /** Unqualified table name; also the index alias (after INDEX_PREFIX). */
-  table: string;
-  schema: string;
-  /** Single-column primary key; its text form is the document `_id` and the job's key. */
-  key: string;
-  queue: string;
-  deadLetter: string;
-  /** The SQL view that defines the search document (see migrations/). */
-  documentView: string;
-  /** Elasticsearch mappings of the document; unlisted columns are mapped dynamically. */
-  mappings: IndexMappings;
-}
-
-export interface IndexMappings {
-  dynamic?: boolean | 'strict';
-  properties: Record<string, Record<string, unknown>>;
-}
-
-const keyword = { type: 'keyword' };
-const date = { type: 'date' };
-const text = { type: 'text', fields: { raw: { type: 'keyword', ignore_above: 256 } } };
-
-/**
- * Adding a synced table is one entry here plus one migration with its document view. Everything
- * else (queues, triggers, workers, index, stats) follows from this list.
- */
-export const SYNC_TABLES: readonly SyncTable[] = [
-  syncTable('listings', {
-    properties: {
-      id: keyword,
-      seller_id: keyword,
-      title: text,
-      description: { type: 'text' },
-      price_cents: { type: 'long' },
-      currency: keyword,
-      status: keyword,
-      tags: keyword,
-      attributes: { type: 'flattened' },
-      created_at: date,
-      updated_at: date,
-    },
-  }),
-  syncTable('inventory_items', {
-    properties: {
-      id: keyword,
-      listing_id: keyword,
-      sku: keyword,
-      quantity: { type: 'integer' },
-      location: keyword,
-      image_urls: { type: 'keyword', index: false },
-      created_at: date,
-      updated_at: date,
-    },
-  }),
-];
-
-function syncTable(table: string, mappings: IndexMappings): SyncTable {
-  return {
-    table,
-    schema: 'public',
-    key: 'id',
-    queue: `search-sync.${table}`,
-    deadLetter: `search-sync.${table}.dead`,
-    documentView: `queue.${table}_document`,
-    // `id` is a keyword so reconcile can page by it: sorting on _id is refused by Elasticsearch.
-    mappings: { ...mappings, properties: { id: keyword, ...mappings.properties } },
-  };
-}
-
-export function findSyncTable(name: string): SyncTable | undefined {
-  return SYNC_TABLES.find((t) => t.table === name);
-}
+export { SYNC_TABLES, findSyncTable, type IndexMappings, type SyncTable } from './sync-tables.ts';
+export type { TaskQueue } from './task-queues.ts';
 
 /** pg-boss queue options, as `createQueue` takes them. */
 export interface QueueOptions {
@@ -100,9 +31,16 @@ export interface WorkerSettings {
 /** A JSON Schema (draft 7, as Fastify's ajv reads it) for a queue's job data. */
 export type DataSchema = Record<string, unknown>;
 
+/** At most `limit` jobs of a queue start in any `periodSeconds`, across all workers and processes. */
+export interface RateLimit {
+  limit: number;
+  periodSeconds: number;
+}
+
 export interface QueueConfig {
   name: string;
-  kind: 'sync' | 'dead-letter';
+  /** sync: search-sync of a table; task: a TaskQueue with a handler (src/jobs/handlers/). */
+  kind: 'sync' | 'task' | 'dead-letter';
   description: string;
   options: QueueOptions;
   /** Job data this queue accepts from the API and its workers; validated at both ends. */
@@ -110,6 +48,8 @@ export interface QueueConfig {
   /** The dead-letter queue's source queue, for a dead-letter queue. */
   source?: string;
   worker: WorkerSettings | null;
+  /** Task queues only; enforced in Postgres (queue.take_permits), so it holds across processes. */
+  rateLimit?: RateLimit;
 }
 
 /** What a search-sync job carries: the row's identity, never its state. */
@@ -132,27 +72,102 @@ export function syncDataSchema(table: SyncTable): DataSchema {
  */
 const QUEUED_NEVER_EXPIRES_SECONDS = 10 * 365 * 86_400;
 
-/** Every queue `migrate` creates, dead-letter queues first (a queue references its dead letter). */
-export function queueConfigs(env: Env): QueueConfig[] {
-  const overrides = parseOverrides(env.queueOverrides);
-  const deadLetters = SYNC_TABLES.map((t): QueueConfig => ({
-    name: t.deadLetter,
-    kind: 'dead-letter',
-    description: `Jobs of ${t.queue} that could not succeed, with their last error; replay moves them back.`,
-    options: deadLetterOptions(env),
-    dataSchema: { type: 'object' },
-    source: t.queue,
-    worker: null,
-  }));
+/**
+ * Every queue `migrate` creates, dead-letter queues first (a queue references its dead letter):
+ * the search-sync queues of SYNC_TABLES and the task queues of TASK_QUEUES (or `tasks`, which
+ * tests use to add a queue of their own).
+ */
+export function queueConfigs(env: Env, tasks: readonly TaskQueue[] = TASK_QUEUES): QueueConfig[] {
+  assertTaskQueues(tasks);
+  const overrides = parseOverrides(env.queueOverrides, tasks);
+  const deadLetters = [
+    ...SYNC_TABLES.map((t) => deadLetterConfig(env, t.deadLetter, t.queue)),
+    ...tasks.map((q) => deadLetterConfig(env, `${q.name}.dead`, q.name)),
+  ];
   const syncQueues = SYNC_TABLES.map((t): QueueConfig => ({
     name: t.queue,
     kind: 'sync',
     description: `Keeps the ${t.table} index equal to ${t.documentView}; filled by triggers on ${t.schema}.${t.table}.`,
     options: syncQueueOptions(env, t.deadLetter),
     dataSchema: syncDataSchema(t),
-    worker: { ...defaultWorker(env), ...overrides[t.queue] },
+    worker: { ...defaultWorker(env), ...pick(overrides[t.queue], WORKER_KEYS) },
   }));
-  return [...deadLetters, ...syncQueues];
+  return [...deadLetters, ...syncQueues, ...tasks.map((q) => taskQueueConfig(env, q, overrides[q.name] ?? {}))];
+}
+
+function deadLetterConfig(env: Env, name: string, source: string): QueueConfig {
+  return {
+    name,
+    kind: 'dead-letter',
+    description: `Jobs of ${source} that could not succeed, with their last error; replay moves them back.`,
+    options: deadLetterOptions(env),
+    dataSchema: { type: 'object' },
+    source,
+    worker: null,
+  };
+}
+
+function taskQueueConfig(env: Env, queue: TaskQueue, override: Override): QueueConfig {
+  const retryDelay = override.retryDelaySeconds ?? queue.retryDelaySeconds;
+  const retryDelayMax = override.retryDelayMaxSeconds ?? queue.retryDelayMaxSeconds;
+  const rateLimit = override.rateLimit === undefined ? queue.rateLimit : override.rateLimit ?? undefined;
+  return {
+    name: queue.name,
+    kind: 'task',
+    description: queue.description,
+    options: {
+      policy: 'standard',
+      partition: false,
+      notify: true,
+      retryLimit: override.retryLimit ?? queue.retryLimit,
+      retryDelay,
+      retryBackoff: queue.retryBackoff,
+      ...(queue.retryBackoff && retryDelayMax !== undefined ? { retryDelayMax: Math.max(retryDelayMax, retryDelay) } : {}),
+      expireInSeconds: override.expireInSeconds ?? queue.expireInSeconds,
+      retentionSeconds: queue.retentionSeconds ?? QUEUED_NEVER_EXPIRES_SECONDS,
+      deleteAfterSeconds: env.completedRetentionSeconds,
+      deadLetter: `${queue.name}.dead`,
+    },
+    dataSchema: queue.dataSchema,
+    worker: {
+      batchSize: override.batchSize ?? queue.batchSize,
+      concurrency: override.concurrency ?? queue.concurrency,
+      pollingIntervalSeconds: override.pollingIntervalSeconds ?? queue.pollingIntervalSeconds ?? env.syncPollingIntervalSeconds,
+    },
+    ...(rateLimit ? { rateLimit } : {}),
+  };
+}
+
+const QUEUE_NAME = /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$/;
+
+/** A definition mistake stops migrate and start with its name, before anything is created. */
+function assertTaskQueues(tasks: readonly TaskQueue[]): void {
+  const problems: string[] = [];
+  const seen = new Set<string>(SYNC_TABLES.flatMap((t) => [t.queue, t.deadLetter]));
+  for (const q of tasks) {
+    if (!QUEUE_NAME.test(q.name) || q.name.endsWith('.dead') || q.name.startsWith('search-sync.')) {
+      problems.push(`task queue "${q.name}": a name is lower-case words joined by - _ or ., not ending in .dead nor starting with search-sync.`);
+    }
+    if (seen.has(q.name)) problems.push(`task queue "${q.name}" is defined twice`);
+    seen.add(q.name);
+    for (const keyword of unsupportedSchemaKeywords(q.dataSchema)) {
+      problems.push(`task queue "${q.name}": dataSchema uses ${keyword}, which queue.send cannot check (see src/config/json-schema.ts)`);
+    }
+    if (q.dataSchema.type !== 'object') problems.push(`task queue "${q.name}": dataSchema must describe an object (type: "object")`);
+    if (q.rateLimit) checkRateLimit(q.rateLimit, `task queue "${q.name}": rateLimit`, problems);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+}
+
+function checkRateLimit(value: unknown, where: string, problems: string[]): value is RateLimit {
+  const limit = (value as RateLimit | null)?.limit;
+  const period = (value as RateLimit | null)?.periodSeconds;
+  const whole = (n: unknown, max: number) => typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= max;
+  if (typeof value !== 'object' || value === null || !whole(limit, 1_000_000) || !whole(period, 86_400) || Object.keys(value).length !== 2) {
+    problems.push(`${where} must be {"limit": 1..1000000, "periodSeconds": 1..86400}`);
+    return false;
+  }
+  return true;
 }
 
 function syncQueueOptions(env: Env, deadLetter: string): QueueOptions {
@@ -198,37 +213,64 @@ function defaultWorker(env: Env): WorkerSettings {
   };
 }
 
-const WORKER_KEYS: Record<keyof WorkerSettings, [number, number]> = {
+type Range = [number, number];
+
+const WORKER_KEYS = {
   batchSize: [1, 10_000],
   concurrency: [1, 64],
   pollingIntervalSeconds: [1, 300],
-};
+} satisfies Record<keyof WorkerSettings, Range>;
 
-function parseOverrides(raw: unknown): Record<string, Partial<WorkerSettings>> {
+/** Queue settings an operator may override for a task queue (search-sync has SYNC_* variables). */
+const TASK_KEYS = {
+  retryLimit: [0, 100],
+  retryDelaySeconds: [0, 86_400],
+  retryDelayMaxSeconds: [1, 86_400],
+  expireInSeconds: [1, 86_400],
+} satisfies Record<string, Range>;
+
+type Override = Partial<Record<keyof typeof WORKER_KEYS | keyof typeof TASK_KEYS, number>> & { rateLimit?: RateLimit | null };
+
+function pick(override: Override | undefined, keys: Record<string, Range>): Partial<WorkerSettings> {
+  return Object.fromEntries(Object.entries(override ?? {}).filter(([k]) => k in keys));
+}
+
+function parseOverrides(raw: unknown, tasks: readonly TaskQueue[]): Record<string, Override> {
   const problems: string[] = [];
-  const known = new Set(SYNC_TABLES.map((t) => t.queue));
+  const syncQueues = new Set(SYNC_TABLES.map((t) => t.queue));
+  const taskQueues = new Set(tasks.map((q) => q.name));
+  const known = [...syncQueues, ...taskQueues];
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new ConfigError(['QUEUE_OVERRIDES must be a JSON object keyed by queue name']);
   }
-  const result: Record<string, Partial<WorkerSettings>> = {};
+  const result: Record<string, Override> = {};
   for (const [queue, settings] of Object.entries(raw)) {
-    if (!known.has(queue)) {
-      problems.push(`QUEUE_OVERRIDES names unknown queue "${queue}" (known: ${[...known].join(', ')})`);
+    if (!syncQueues.has(queue) && !taskQueues.has(queue)) {
+      problems.push(`QUEUE_OVERRIDES names unknown queue "${queue}" (known: ${known.join(', ')})`);
       continue;
     }
     if (typeof settings !== 'object' || settings === null) {
       problems.push(`QUEUE_OVERRIDES["${queue}"] must be an object`);
       continue;
     }
-    const parsed: Partial<WorkerSettings> = {};
+    const isTask = taskQueues.has(queue);
+    const ranges: Record<string, Range> = isTask ? { ...WORKER_KEYS, ...TASK_KEYS } : WORKER_KEYS;
+    const parsed: Override = {};
     for (const [key, value] of Object.entries(settings)) {
-      const range = WORKER_KEYS[key as keyof WorkerSettings];
+      const where = `QUEUE_OVERRIDES["${queue}"].${key}`;
+      if (key === 'rateLimit' && isTask) {
+        if (value === null) parsed.rateLimit = null;
+        else if (checkRateLimit(value, where, problems)) parsed.rateLimit = value;
+        continue;
+      }
+      const range = ranges[key];
       if (!range) {
-        problems.push(`QUEUE_OVERRIDES["${queue}"].${key} is not a setting (use ${Object.keys(WORKER_KEYS).join(', ')})`);
+        const names = [...Object.keys(ranges), ...(isTask ? ['rateLimit'] : [])];
+        problems.push(`${where} is not a setting${isTask ? '' : ' of a search-sync queue'} (use ${names.join(', ')})`);
       } else if (typeof value !== 'number' || !Number.isInteger(value) || value < range[0] || value > range[1]) {
-        problems.push(`QUEUE_OVERRIDES["${queue}"].${key} must be a whole number between ${range[0]} and ${range[1]}`);
+        problems.push(`${where} must be a whole number between ${range[0]} and ${range[1]}`);
       } else {
-        parsed[key as keyof WorkerSettings] = value;
+        parsed[key as keyof typeof WORKER_KEYS] = value;
       }
     }
     result[queue] = parsed;

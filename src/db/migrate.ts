@@ -6,7 +6,7 @@ import { PgBoss } from 'pg-boss';
 import type { Env } from '../config/env.ts';
 import type { Logger } from '../config/logger.ts';
 import { migrationsDir } from '../config/paths.ts';
-import { queueConfigs, SYNC_TABLES, type QueueConfig } from '../config/queues.ts';
+import { queueConfigs, SYNC_TABLES, type QueueConfig, type TaskQueue } from '../config/queues.ts';
 import * as plans from './plans.ts';
 
 /** The pgboss schema version the triggers in migrations/ write (pg-boss 12.38.0). */
@@ -32,7 +32,13 @@ export interface MigrateResult {
  * triggers. Serialised by an advisory lock, so containers starting together take turns and the
  * later ones find nothing to do.
  */
-export async function migrate(databaseUrl: string, env: Env, log: Logger): Promise<MigrateResult> {
+export interface MigrateOptions {
+  /** The task queues to create; TASK_QUEUES by default (tests add their own). */
+  tasks?: readonly TaskQueue[];
+}
+
+export async function migrate(databaseUrl: string, env: Env, log: Logger, options: MigrateOptions = {}): Promise<MigrateResult> {
+  const configs = queueConfigs(env, options.tasks);
   const client = new pg.Client({ connectionString: databaseUrl, application_name: 'queue-service migrate' });
   await client.connect();
   try {
@@ -40,13 +46,15 @@ export async function migrate(databaseUrl: string, env: Env, log: Logger): Promi
     try {
       await assertAppTables(client);
       await installPgBoss(client, databaseUrl, log);
-      const queues = await ensureQueues(client, databaseUrl, queueConfigs(env));
+      const queues = await ensureQueues(client, databaseUrl, configs);
       const applied = await applyMigrations(client, log);
       for (const table of SYNC_TABLES) {
         await client.query(plans.attachSync, [`${table.schema}.${table.table}`]);
       }
+      await registerTaskQueues(client, configs);
       const { rows } = await client.query<{ released: number }>(plans.releaseHeldChanges);
-      const heldChangesReleased = rows[0]?.released ?? 0;
+      const { rows: jobs } = await client.query<{ released: number }>(plans.releaseHeldJobs);
+      const heldChangesReleased = (rows[0]?.released ?? 0) + (jobs[0]?.released ?? 0);
       if (heldChangesReleased > 0) log.warn({ heldChangesReleased }, 'enqueued changes held during a pgboss version mismatch');
       const result = { applied, ...queues, heldChangesReleased };
       log.info(result, 'migrate finished');
@@ -170,6 +178,14 @@ async function ensureQueues(
     await boss?.stop({ graceful: false });
   }
   return { queuesCreated, queuesUpdated };
+}
+
+/** Each task queue's payload schema (queue.send checks it) and rate limit (queue.take_permits reads it). */
+async function registerTaskQueues(client: pg.Client, configs: QueueConfig[]): Promise<void> {
+  for (const q of configs) {
+    if (q.kind !== 'task') continue;
+    await client.query(plans.registerTaskQueue, [q.name, q.description, JSON.stringify(q.dataSchema), q.rateLimit?.limit ?? null, q.rateLimit?.periodSeconds ?? null]);
+  }
 }
 
 export interface MigrationFile {

@@ -44,6 +44,8 @@ export const pgbossVersion = 'SELECT version FROM pgboss.version';
 
 export const attachSync = 'SELECT queue.attach_sync($1::regclass)';
 export const releaseHeldChanges = 'SELECT queue.release_held_changes() AS released';
+export const releaseHeldJobs = 'SELECT queue.release_held_jobs() AS released';
+export const registerTaskQueue = 'SELECT queue.register_task_queue($1, $2, $3::jsonb, $4, $5)';
 
 export const queueRow = statement('queue-row', `
   SELECT name, policy, partition, notify, retry_limit, retry_delay, retry_backoff, retry_delay_max,
