@@ -2,10 +2,12 @@ import type { FastifyInstance } from 'fastify';
 import { PgBoss } from 'pg-boss';
 import type { Env } from '../config/env.ts';
 import { describeDatabaseUrl, type Logger } from '../config/logger.ts';
-import { SYNC_TABLES } from '../config/queues.ts';
+import { queueConfigs, SYNC_TABLES, type TaskQueue } from '../config/queues.ts';
 import { migrate } from '../db/migrate.ts';
 import { createPool, type Pool } from '../db/pool.ts';
 import { buildServer } from '../http/server.ts';
+import type { TaskHandler } from '../jobs/handler.ts';
+import { TaskService } from '../jobs/service.ts';
 import { createSearchClient, type SearchClient } from '../search/client.ts';
 import { Metrics } from '../sync/metrics.ts';
 import { SyncService } from '../sync/service.ts';
@@ -15,6 +17,7 @@ export interface RunningService {
   boss: PgBoss;
   pool: Pool;
   sync: SyncService;
+  tasks: TaskService;
   /** The address the HTTP server listens on. */
   url: string;
   /** Stops claiming, waits for batches in flight, closes everything. */
@@ -24,9 +27,17 @@ export interface RunningService {
 /** How long a graceful stop waits for batches in flight before pg-boss gives up on them. */
 const DRAIN_TIMEOUT_MS = 30_000;
 
-export async function runService(env: Env, databaseUrl: string, log: Logger): Promise<RunningService> {
+export interface ServiceOptions {
+  /** The task queues; TASK_QUEUES by default. Tests add queues of their own with these two. */
+  tasks?: readonly TaskQueue[];
+  /** Handlers given in code; by default each comes from src/jobs/handlers/<queue>.ts. */
+  handlers?: readonly TaskHandler[];
+}
+
+export async function runService(env: Env, databaseUrl: string, log: Logger, options: ServiceOptions = {}): Promise<RunningService> {
   log.info({ database: describeDatabaseUrl(databaseUrl), elasticsearch: env.elasticsearchUrl ?? null }, 'starting');
-  if (env.migrateOnStart) await migrate(databaseUrl, env, log);
+  const queues = queueConfigs(env, options.tasks);
+  if (env.migrateOnStart) await migrate(databaseUrl, env, log, { tasks: options.tasks });
 
   const pool = createPool(databaseUrl, { max: env.dbPoolMax, statementTimeoutMs: env.dbStatementTimeoutMs, applicationName: 'queue-service' }, log);
   const boss = new PgBoss({
@@ -52,21 +63,25 @@ export async function runService(env: Env, databaseUrl: string, log: Logger): Pr
       })
     : null;
   const sync = new SyncService({ databaseUrl, env, pool, boss, search, metrics, log });
-  const app = await buildServer({ env, pool, boss, search, sync, metrics, tables: SYNC_TABLES }, log);
+  // The other queues' workers (email, export, ...), beside search sync in the same process.
+  const tasks = new TaskService({ env, pool, boss, metrics, log, queues: queues.filter((q) => q.kind === 'task'), handlers: options.handlers });
+  const app = await buildServer({ env, pool, boss, search, sync, tasks, queues, metrics, tables: SYNC_TABLES }, log);
   const url = await app.listen({ port: env.port, host: env.host });
   log.info({ url }, 'http listening');
   sync.start();
+  await tasks.start();
 
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
       await app.close();
       await sync.stop();
+      await tasks.stop();
       await boss.stop({ graceful: true, timeout: DRAIN_TIMEOUT_MS });
       await search?.close();
       await pool.end();
     })());
-  return { app, boss, pool, sync, url, stop };
+  return { app, boss, pool, sync, tasks, url, stop };
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { TaskQueueState } from '../jobs/service.ts';
 import type { FastifyPluginAsync } from 'fastify';
 
 const checkSchema = {
@@ -13,8 +14,29 @@ const readySchema = {
     reasons: { type: 'array', items: { type: 'string' } },
     checks: {
       type: 'object',
-      properties: { database: checkSchema, elasticsearch: checkSchema, workers: checkSchema },
-      required: ['database', 'elasticsearch', 'workers'],
+      properties: {
+        database: checkSchema,
+        elasticsearch: checkSchema,
+        workers: checkSchema,
+        queues: {
+          type: 'object',
+          description: 'The task queues (email, export, ...): a queue paused for missing configuration keeps its jobs waiting and does not fail readiness; one whose handler failed to start does.',
+          properties: {
+            ok: { type: 'boolean' },
+            detail: { type: 'string' },
+            states: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: { queue: { type: 'string' }, status: { type: 'string' }, reason: { type: 'string' } },
+                required: ['queue', 'status'],
+              },
+            },
+          },
+          required: ['ok', 'detail', 'states'],
+        },
+      },
+      required: ['database', 'elasticsearch', 'workers', 'queues'],
     },
   },
   required: ['status', 'reasons', 'checks'],
@@ -53,7 +75,8 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
   }, async (_request, reply) => {
     const [database, elasticsearch] = await Promise.all([checkDatabase(), checkSearch()]);
     const workers = checkWorkers();
-    const checks = { database, elasticsearch, workers };
+    const queues = checkQueues();
+    const checks = { database, elasticsearch, workers, queues };
     const reasons = Object.values(checks).filter((c) => !c.ok).map((c) => c.detail);
     return reply.code(reasons.length ? 503 : 200).send({ status: reasons.length ? 'not_ready' : 'ready', reasons, checks });
   });
@@ -82,6 +105,16 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
     } catch (err) {
       return { ok: false, detail: `Elasticsearch does not answer: ${(err as Error).message}` };
     }
+  }
+
+  function checkQueues(): Check & { states: TaskQueueState[] } {
+    const states = app.services.tasks.states;
+    const failed = states.filter((s) => s.status === 'failed' || s.status === 'starting');
+    const paused = states.filter((s) => s.status === 'paused');
+    const running = states.filter((s) => s.status === 'running').length;
+    const reasons = [...failed, ...paused].map((s) => ('reason' in s ? s.reason : `${s.queue}: ${s.status}`));
+    const detail = [`${running} of ${states.length} task queues running`, ...reasons].join('; ');
+    return { ok: failed.length === 0, detail, states };
   }
 
   function checkWorkers(): Check {

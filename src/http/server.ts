@@ -2,11 +2,12 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { PgBoss } from 'pg-boss';
 import type { Env } from '../config/env.ts';
 import type { Logger } from '../config/logger.ts';
-import type { SyncTable } from '../config/queues.ts';
+import type { QueueConfig, SyncTable } from '../config/queues.ts';
 import type { Pool } from '../db/pool.ts';
 import type { SearchClient } from '../search/client.ts';
 import type { Metrics } from '../sync/metrics.ts';
 import type { SyncService } from '../sync/service.ts';
+import type { TaskService } from '../jobs/service.ts';
 import { healthRoutes } from './health.ts';
 import { metricsRoutes } from './metrics.ts';
 
@@ -17,6 +18,10 @@ export interface Services {
   boss: PgBoss;
   search: SearchClient | null;
   sync: SyncService;
+  /** The workers of the task queues (email, export, ...). */
+  tasks: TaskService;
+  /** Every queue of the registry, queueConfigs(env) with the task queues the service runs. */
+  queues: readonly QueueConfig[];
   metrics: Metrics;
   tables: readonly SyncTable[];
 }
