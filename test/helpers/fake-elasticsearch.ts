@@ -36,6 +36,8 @@ export interface Faults {
   delayMs?: number;
   /** Delay the response to every bulk request (applied at once, answered late) by this much. */
   bulkDelayMs?: number;
+  /** Hold a bulk request before applying it, until the returned promise settles (a request stuck in the network). */
+  holdBulk?: (items: BulkItemInput[]) => Promise<void> | undefined;
 }
 
 interface Json {
@@ -136,6 +138,8 @@ export class FakeElasticsearch {
     if (parts[0] === '_bulk' || parts[1] === '_bulk') {
       const start = Date.now();
       this.onBulk?.(raw.split('\n').filter(Boolean).length);
+      const held = this.faults.holdBulk?.(this.#parseBulk(raw, parts[1] === '_bulk' ? parts[0] : undefined));
+      if (held) await held;
       const result = this.#bulk(raw, parts[1] === '_bulk' ? parts[0] : undefined);
       const entry = { start, end: start, ids: this.bulkRequests.at(-1)!.map((i) => i.id) };
       this.bulkLog.push(entry);
@@ -267,10 +271,9 @@ export class FakeElasticsearch {
     });
   }
 
-  #bulk(raw: string, defaultIndex: string | undefined): Json {
+  #parseBulk(raw: string, defaultIndex: string | undefined): BulkItemInput[] {
     const lines = raw.split('\n').filter((l) => l.trim() !== '');
     const received: BulkItemInput[] = [];
-    const items: Json[] = [];
     for (let i = 0; i < lines.length; i++) {
       const header = JSON.parse(lines[i]!) as Record<string, { _index?: string; _id: string; version?: number; version_type?: string }>;
       const [action, meta] = Object.entries(header)[0] as [BulkItemInput['action'], { _index?: string; _id: string; version?: number; version_type?: string }];
@@ -279,8 +282,13 @@ export class FakeElasticsearch {
       if (meta.version_type !== undefined) item.versionType = meta.version_type;
       if (action !== 'delete') item.source = JSON.parse(lines[++i]!) as Record<string, unknown>;
       received.push(item);
-      items.push({ [action]: this.#apply(item) });
     }
+    return received;
+  }
+
+  #bulk(raw: string, defaultIndex: string | undefined): Json {
+    const received = this.#parseBulk(raw, defaultIndex);
+    const items = received.map((item) => ({ [item.action]: this.#apply(item) }));
     this.bulkRequests.push(received);
     return { took: 1, errors: items.some((it) => Number((Object.values(it)[0] as Json).status) >= 300), items };
   }
