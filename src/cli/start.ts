@@ -9,6 +9,7 @@ import { buildServer } from '../http/server.ts';
 import { createSearchClient, type SearchClient } from '../search/client.ts';
 import { Metrics } from '../sync/metrics.ts';
 import { SyncService } from '../sync/service.ts';
+import { ScheduledReconcile } from '../tools/scheduled-reconcile.ts';
 
 export interface RunningService {
   app: FastifyInstance;
@@ -56,11 +57,14 @@ export async function runService(env: Env, databaseUrl: string, log: Logger): Pr
   const url = await app.listen({ port: env.port, host: env.host });
   log.info({ url }, 'http listening');
   sync.start();
+  const reconcile = new ScheduledReconcile({ boss, pool, search, env, log: log.child({ component: 'reconcile' }) });
+  await reconcile.start();
 
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
       await app.close();
+      await reconcile.stop();
       await sync.stop();
       await boss.stop({ graceful: true, timeout: DRAIN_TIMEOUT_MS });
       await search?.close();
