@@ -173,6 +173,15 @@ export class FakeElasticsearch {
       const result = this.#apply(item);
       return this.#send(res, Number(result.status), result);
     }
+    if (parts[1] === '_doc' && parts[2] && method === 'DELETE') {
+      const item: BulkItemInput = { action: 'delete', index: parts[0]!, id: parts[2] };
+      const version = url.searchParams.get('version');
+      if (version !== null) item.version = Number(version);
+      const versionType = url.searchParams.get('version_type');
+      if (versionType !== null) item.versionType = versionType;
+      const result = this.#apply(item);
+      return this.#send(res, Number(result.status), result);
+    }
     if (parts[1] === '_doc' && parts[2]) return this.#getDoc(res, parts[0]!, parts[2], method);
     if (parts.length === 1) return this.#index(res, method, parts[0]!, body);
     return this.#send(res, 404, { error: { type: 'fake_unsupported', reason: `${method} ${path} is not implemented by the fake` }, status: 404 });
