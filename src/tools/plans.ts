@@ -104,15 +104,23 @@ export const presentIds = (shape: TableShape) =>
  * and whether a sync job for it was waiting or ran since $3 (the run's start) in queue $2. Such an
  * id is in flight, not drifted: the index may simply not have caught up, or caught up after it was
  * read. Read after the index, so a write between the two reads is never mistaken for drift.
+ *
+ * Three lookups, each on an index pg-boss keeps: waiting jobs by key (created, retry), the few
+ * active ones, and those that finished since the run began. A single "state < completed" test
+ * would match none of them and scan the queue's jobs for every id.
  */
 export const recheck = (shape: TableShape) =>
   statement(
     `tools-recheck:${shape.table.table}`,
-    `SELECT k.id, d.${key(shape)} IS NOT NULL AS present, COALESCE(v.version, 0) AS version,
-            EXISTS (
-              SELECT 1 FROM pgboss.job j
-              WHERE j.name = $2 AND j.singleton_key = k.id AND (j.state < 'completed' OR j.completed_on >= $3)
-            ) AS in_flight
+    `WITH busy AS (
+       SELECT j.singleton_key AS id FROM pgboss.job j WHERE j.name = $2 AND j.state < 'active' AND j.singleton_key = ANY ($1::text[])
+       UNION
+       SELECT j.singleton_key FROM pgboss.job j WHERE j.name = $2 AND j.state = 'active' AND j.singleton_key = ANY ($1::text[])
+       UNION
+       SELECT j.singleton_key FROM pgboss.job j WHERE j.name = $2 AND j.completed_on >= $3 AND j.singleton_key = ANY ($1::text[])
+     )
+     SELECT k.id, d.${key(shape)} IS NOT NULL AS present, COALESCE(v.version, 0) AS version,
+            k.id IN (SELECT b.id FROM busy b) AS in_flight
      FROM unnest($1::text[]) AS k(id)
      LEFT JOIN ${shape.table.documentView} d ON d.${key(shape)} = k.id::${shape.keyType}
      LEFT JOIN ${versionTable(shape)} v ON v.${key(shape)} = k.id::${shape.keyType}`,
