@@ -10,7 +10,7 @@ const USAGE = 'queue-service migrate-legacy [--dry-run | --rollback]';
 export async function migrateLegacyCommand(args: string[], env: Env, log: Logger): Promise<number> {
   const options = parseOptions(args, { 'dry-run': { type: 'boolean', default: false }, rollback: { type: 'boolean', default: false } }, USAGE);
   if (options['dry-run'] && options.rollback) throw new UsageError(`--dry-run and --rollback do not go together\n\nusage: ${USAGE}`);
-  return withToolContext('migrate-legacy', env, log, async ({ pool }) => {
+  return withToolContext('migrate-legacy', env, log, { interruptible: false }, async ({ pool }) => {
     if (options.rollback) {
       const { restored, alreadyPresent } = await rollbackLegacy(pool);
       if (restored.length === 0 && alreadyPresent.length === 0) {

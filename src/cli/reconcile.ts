@@ -18,7 +18,7 @@ export async function reconcileCommand(args: string[], env: Env, log: Logger): P
   const tables = selectTables(options.table);
   const search = searchClientFor(env, 'reconcile');
   try {
-    return await withToolContext('reconcile', env, log, async (context) => {
+    return await withToolContext('reconcile', env, log, { interruptible: true }, async (context) => {
       const outcomes = await runReconcile({ ...context, search }, tables, { source: 'cli', repair: options.repair, indexPrefix: env.indexPrefix, chunkSize });
       for (const outcome of outcomes) process.stdout.write(`${describe(outcome, options.repair)}\n`);
       if (outcomes.some((o) => o.error || o.report?.interrupted) || outcomes.length < tables.length) return ERROR;

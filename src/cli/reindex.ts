@@ -27,7 +27,7 @@ export async function reindexCommand(args: string[], env: Env, log: Logger): Pro
   const batchSize = integerOption(options['batch-size'], 'batch-size', 1000, [1, 50_000]);
   const tables = selectTables(options.table);
 
-  return withToolContext('reindex', env, log, async (context) => {
+  return withToolContext('reindex', env, log, { interruptible: true }, async (context) => {
     if (!options.rebuild && !options.abort) {
       for (const table of tables) {
         const result = await enqueueTable(context, await tableShape(context.pool, table), { batchSize, bump: true });

@@ -1,7 +1,7 @@
 import type { Env } from '../config/env.ts';
 import type { Logger } from '../config/logger.ts';
 import { createPool, type Pool } from '../db/pool.ts';
-import { createSearchClient, type SearchClient } from '../search/client.ts';
+import { searchClientFromEnv, type SearchClient } from '../search/client.ts';
 import { createProgress, type Progress } from '../tools/progress.ts';
 import { requireDatabaseUrl, UsageError } from './usage.ts';
 
@@ -15,17 +15,23 @@ export interface ToolContext {
 }
 
 export function searchClientFor(env: Env, command: string): SearchClient {
-  if (!env.elasticsearchUrl) throw new UsageError(`ELASTICSEARCH_URL must be set for ${command}`);
-  return createSearchClient({
-    url: env.elasticsearchUrl,
-    apiKey: env.elasticsearchApiKey,
-    username: env.elasticsearchUsername,
-    password: env.elasticsearchPassword,
-    requestTimeoutMs: env.elasticsearchRequestTimeoutMs,
-  });
+  const search = searchClientFromEnv(env);
+  if (!search) throw new UsageError(`ELASTICSEARCH_URL must be set for ${command}`);
+  return search;
 }
 
-export async function withToolContext<T>(command: string, env: Env, log: Logger, fn: (context: ToolContext) => Promise<T>): Promise<T> {
+/**
+ * Runs a tool with its pool. An interruptible tool stops at its next batch on the first Ctrl-C or
+ * SIGTERM; any other keeps Node's default (exit at once), which for a tool working in a single
+ * transaction means the transaction rolls back and nothing changes.
+ */
+export async function withToolContext<T>(
+  command: string,
+  env: Env,
+  log: Logger,
+  options: { interruptible: boolean },
+  fn: (context: ToolContext) => Promise<T>,
+): Promise<T> {
   const pool = createPool(requireDatabaseUrl(env, command), { max: 3, statementTimeoutMs: env.dbStatementTimeoutMs, applicationName: `queue-service ${command}` }, log);
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
@@ -33,8 +39,10 @@ export async function withToolContext<T>(command: string, env: Env, log: Logger,
     log.warn({ signal }, `${command}: stopping after the batch in flight (again to exit at once)`);
     controller.abort();
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  if (options.interruptible) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
   try {
     return await fn({ pool, log, progress: createProgress({ stream: process.stderr, log }), signal: controller.signal });
   } finally {

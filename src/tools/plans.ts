@@ -24,7 +24,6 @@ const key = ({ table }: TableShape) => ident(table.key);
 
 // --- shared ----------------------------------------------------------------------------------
 
-/** The database's clock: cut-offs are compared with job timestamps the database wrote. */
 export const databaseNow = statement('tools-now', 'SELECT now() AS now');
 
 /** Jobs of queue $1 created by $2 that have not settled (completed, failed for good, cancelled). */

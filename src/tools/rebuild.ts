@@ -5,6 +5,7 @@ import { indexTemplate, readLayout, versionedIndex, type IndexLayout } from '../
 import { ToolError } from './errors.ts';
 import * as plans from './plans.ts';
 import { enqueueTable, type ReindexDeps } from './reindex.ts';
+import { databaseNow } from './tables.ts';
 
 export interface RebuildDeps extends ReindexDeps {
   search: SearchClient;
@@ -180,11 +181,6 @@ async function nextIndexName(search: SearchClient, alias: string, previous: stri
 async function readRebuild(pool: Pool, alias: string): Promise<{ new_index: string } | undefined> {
   const { rows } = await pool.query<{ new_index: string }>({ ...plans.readRebuild, values: [alias] });
   return rows[0];
-}
-
-async function databaseNow(pool: Pool): Promise<Date> {
-  const { rows } = await pool.query<{ now: Date }>(plans.databaseNow);
-  return rows[0]!.now;
 }
 
 /**

@@ -8,7 +8,7 @@ import { keyValidator } from '../sync/job-data.ts';
 import { ToolError } from './errors.ts';
 import * as plans from './plans.ts';
 import type { Progress } from './progress.ts';
-import { tableShape } from './tables.ts';
+import { databaseNow, tableShape } from './tables.ts';
 
 export interface ReconcileDeps {
   pool: Pool;
@@ -87,7 +87,7 @@ export async function reconcileTable(deps: ReconcileDeps, shape: plans.TableShap
   const validateKey = keyValidator(shape.keyType);
   if (!validateKey) throw new ToolError(`${shape.table.table} has a primary key of type ${shape.keyType}; sync supports uuid, integer and text keys`);
 
-  const startedAt = (await pool.query<{ now: Date }>(plans.databaseNow)).rows[0]!.now;
+  const startedAt = await databaseNow(pool);
   // Documents indexed before this are visible to search from here on; later ones are in flight.
   await search.indices.refresh({ index: alias });
   const run = new Run(deps, shape, options, startedAt, (id) => validateKey(id) === null);

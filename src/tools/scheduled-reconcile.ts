@@ -55,7 +55,8 @@ export class ScheduledReconcile {
     const worker = queueConfigs(env).find((q) => q.name === RECONCILE_QUEUE)!.worker!;
     await boss.work<unknown>(
       RECONCILE_QUEUE,
-      { batchSize: 1, localConcurrency: worker.concurrency, pollingIntervalSeconds: worker.pollingIntervalSeconds },
+      { batchSize: worker.batchSize, localConcurrency: worker.concurrency, pollingIntervalSeconds: worker.pollingIntervalSeconds },
+      // One job per batch (the queue's batchSize is 1): a run is long, and one at a time.
       ([job]) => this.#run(job!, search),
     );
     this.#working = true;
