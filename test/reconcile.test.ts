@@ -8,7 +8,7 @@ import { createTestDatabase, eventually, sleep, type TestDatabase } from './help
 import type { FakeElasticsearch } from './helpers/fake-elasticsearch.ts';
 import { fakeSearch } from './helpers/search.ts';
 import { spawnService, startService } from './helpers/service.ts';
-import { shapeOf, toolDeps } from './helpers/tools.ts';
+import { shapeOf, syncedListings, toolDeps } from './helpers/tools.ts';
 import { insertListings, version, waitForIdleQueue } from './sync-scenarios.ts';
 
 interface Drift {
@@ -40,16 +40,9 @@ async function seedDrift(db: TestDatabase, fake: FakeElasticsearch, ids: string[
 
 const sorted = (values: string[]) => [...values].sort();
 
-/** The sample rows are older than the triggers and were never indexed: out of the way. */
-const withoutSampleRows = (db: TestDatabase) => db.query(`DELETE FROM listings`);
 
 t.test('reconcile reports seeded missing, stale and orphan documents; --repair fixes exactly those; then it is clean', async (t) => {
-  const { fake } = await fakeSearch(t);
-  const db = await createTestDatabase(t);
-  await startService(t, db, fake.url);
-  await withoutSampleRows(db);
-  const ids = await insertListings(db, 40);
-  await waitForIdleQueue(db);
+  const { fake, db, ids } = await syncedListings(t, 40);
   const drift = await seedDrift(db, fake, ids);
   const searches: { size?: number; sort?: unknown }[] = [];
   fake.faults.request = ({ path, body }) => {
@@ -102,12 +95,7 @@ t.test('reconcile reports seeded missing, stale and orphan documents; --repair f
 });
 
 t.test('a reconcile during a stream of live writes reports no drift: rows catching up are in flight', async (t) => {
-  const { fake } = await fakeSearch(t);
-  const db = await createTestDatabase(t);
-  await startService(t, db, fake.url);
-  await withoutSampleRows(db);
-  const ids = await insertListings(db, 400);
-  await waitForIdleQueue(db);
+  const { fake, db, ids } = await syncedListings(t, 400);
   fake.faults.bulkDelayMs = 100; // the index lags the database throughout
   let writing = true;
   const writer = (async () => {
@@ -150,7 +138,7 @@ t.test('the service schedules reconcile --repair, and a scheduled run repairs, l
   const db = await createTestDatabase(t);
   const service = spawnService(t, db, fake.url, { RECONCILE_CRON: '30 2 * * *' });
   await service.url;
-  await withoutSampleRows(db);
+  await db.query(`DELETE FROM listings`); // the sample rows were never indexed
   const ids = await insertListings(db, 10);
   await waitForIdleQueue(db);
   const [schedule] = await db.query(`SELECT name, cron, timezone, data FROM pgboss.schedule`);

@@ -164,17 +164,8 @@ export class FakeElasticsearch {
     if (parts[1] === '_refresh') return this.#send(res, 200, { _shards: { total: 1, successful: 1, failed: 0 } });
     if (parts[1] === '_count') return this.#send(res, 200, { count: this.count(parts[0]!) });
     if (parts[1] === '_search') return this.#search(res, parts[0]!, body());
-    if (parts[1] === '_doc' && parts[2] && (method === 'PUT' || method === 'POST')) {
-      const item: BulkItemInput = { action: 'index', index: parts[0]!, id: parts[2], source: body() };
-      const version = url.searchParams.get('version');
-      if (version !== null) item.version = Number(version);
-      const versionType = url.searchParams.get('version_type');
-      if (versionType !== null) item.versionType = versionType;
-      const result = this.#apply(item);
-      return this.#send(res, Number(result.status), result);
-    }
-    if (parts[1] === '_doc' && parts[2] && method === 'DELETE') {
-      const item: BulkItemInput = { action: 'delete', index: parts[0]!, id: parts[2] };
+    if (parts[1] === '_doc' && parts[2] && ['PUT', 'POST', 'DELETE'].includes(method)) {
+      const item: BulkItemInput = method === 'DELETE' ? { action: 'delete', index: parts[0]!, id: parts[2] } : { action: 'index', index: parts[0]!, id: parts[2], source: body() };
       const version = url.searchParams.get('version');
       if (version !== null) item.version = Number(version);
       const versionType = url.searchParams.get('version_type');

@@ -5,7 +5,11 @@ import { createSearchClient, type SearchClient } from '../../src/search/client.t
 import type { TableShape } from '../../src/tools/plans.ts';
 import { silentProgress, type Progress } from '../../src/tools/progress.ts';
 import { tableShape } from '../../src/tools/tables.ts';
-import type { TestDatabase } from './database.ts';
+import { insertListings, waitForIdleQueue } from '../sync-scenarios.ts';
+import { createTestDatabase, type TestDatabase } from './database.ts';
+import type { FakeElasticsearch } from './fake-elasticsearch.ts';
+import { fakeSearch } from './search.ts';
+import { startService } from './service.ts';
 
 /** What the tools run with in a test: the test database's pool, a client of the given search URL. */
 export function toolDeps(t: Test, db: TestDatabase, searchUrl: string, progress: Progress = silentProgress) {
@@ -19,4 +23,18 @@ export const shapeOf = (db: TestDatabase, table: string): Promise<TableShape> =>
 /** A progress that calls back on every update, to stop a tool at a chosen point. */
 export function progressHook(onUpdate: (done: number) => void): Progress {
   return { start() {}, update: onUpdate, finish() {} };
+}
+
+/**
+ * A running service with `count` listings synced into the fake, and nothing else in the table
+ * (the sample rows are older than the triggers, so they were never indexed): index and table agree.
+ */
+export async function syncedListings(t: Test, count: number, env: Record<string, string> = {}): Promise<{ fake: FakeElasticsearch; db: TestDatabase; ids: string[] }> {
+  const { fake } = await fakeSearch(t);
+  const db = await createTestDatabase(t);
+  await startService(t, db, fake.url, env);
+  await db.query(`DELETE FROM listings`);
+  const ids = await insertListings(db, count, 'synced');
+  await waitForIdleQueue(db);
+  return { fake, db, ids };
 }
