@@ -113,7 +113,7 @@ t.test('a document deleted from the index by hand comes back with a reindex', as
   t.equal(fake.get('listings', ids[3]!)?.version, await version(db, ids[3]!));
 });
 
-t.test('reindex names a table it does not sync, and the ones it does', async (t) => {
+t.test('reindex names a table it does not sync, and the ones it does; a bad option shows the usage', async (t) => {
   const db = await createTestDatabase(t);
   const run = await runCli(['reindex', '--table', 'orders'], { DATABASE_URL: db.url });
   t.equal(run.code, 1);
@@ -122,4 +122,6 @@ t.test('reindex names a table it does not sync, and the ones it does', async (t)
   t.match(bad.stderr, /--batch-size must be a whole number between 1 and 50000, got "lots"/);
   const unknown = await runCli(['reindex', '--tables', 'listings'], { DATABASE_URL: db.url });
   t.match(unknown.stderr, /Unknown option '--tables'[\s\S]*usage: queue-service reindex/);
+  const help = await runCli(['reindex', '--help'], { DATABASE_URL: db.url });
+  t.same({ code: help.code, stdout: help.stdout }, { code: 0, stdout: 'usage: queue-service reindex [--table T] [--batch-size N] [--rebuild [--replace-index] | --abort]\n' });
 });

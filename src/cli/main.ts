@@ -7,7 +7,7 @@ import { migrateLegacyCommand } from './migrate-legacy.ts';
 import { reconcileCommand } from './reconcile.ts';
 import { reindexCommand } from './reindex.ts';
 import { exitOnSignals, runService } from './start.ts';
-import { requireDatabaseUrl, UsageError } from './usage.ts';
+import { HelpRequested, requireDatabaseUrl, UsageError } from './usage.ts';
 
 interface Command {
   summary: string;
@@ -67,6 +67,10 @@ async function main(argv: string[]): Promise<number> {
     const log = createLogger(env.logLevel);
     return await command.run(rest, env, log);
   } catch (err) {
+    if (err instanceof HelpRequested) {
+      process.stdout.write(`${err.message}\n`);
+      return 0;
+    }
     if (err instanceof ConfigError || err instanceof MigrateError || err instanceof UsageError || err instanceof ToolError) {
       process.stderr.write(`queue-service ${name}: ${err.message}\n`);
     } else {

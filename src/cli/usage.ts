@@ -11,8 +11,14 @@ export function requireDatabaseUrl(env: Env, command: string): string {
   return env.databaseUrl;
 }
 
+/** `<command> --help`: the usage goes to stdout and the command exits 0 without doing anything. */
+export class HelpRequested extends Error {
+  override name = 'HelpRequested';
+}
+
 /** Parses a command's options strictly; a mistake names itself and shows the command's usage. */
 export function parseOptions<T extends ParseArgsOptionsConfig>(args: string[], options: T, usage: string) {
+  if (args.includes('--help') || args.includes('-h')) throw new HelpRequested(`usage: ${usage}`);
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
   } catch (err) {
