@@ -6,9 +6,10 @@ import { SYNC_TABLES } from '../config/queues.ts';
 import { migrate } from '../db/migrate.ts';
 import { createPool, type Pool } from '../db/pool.ts';
 import { buildServer } from '../http/server.ts';
-import { createSearchClient, type SearchClient } from '../search/client.ts';
+import { searchClientFromEnv, type SearchClient } from '../search/client.ts';
 import { Metrics } from '../sync/metrics.ts';
 import { SyncService } from '../sync/service.ts';
+import { ScheduledReconcile } from '../tools/scheduled-reconcile.ts';
 
 export interface RunningService {
   app: FastifyInstance;
@@ -42,25 +43,20 @@ export async function runService(env: Env, databaseUrl: string, log: Logger): Pr
   await boss.start();
 
   const metrics = new Metrics();
-  const search: SearchClient | null = env.elasticsearchUrl
-    ? createSearchClient({
-        url: env.elasticsearchUrl,
-        apiKey: env.elasticsearchApiKey,
-        username: env.elasticsearchUsername,
-        password: env.elasticsearchPassword,
-        requestTimeoutMs: env.elasticsearchRequestTimeoutMs,
-      })
-    : null;
+  const search: SearchClient | null = searchClientFromEnv(env);
   const sync = new SyncService({ databaseUrl, env, pool, boss, search, metrics, log });
   const app = await buildServer({ env, pool, boss, search, sync, metrics, tables: SYNC_TABLES }, log);
   const url = await app.listen({ port: env.port, host: env.host });
   log.info({ url }, 'http listening');
   sync.start();
+  const reconcile = new ScheduledReconcile({ boss, pool, search, env, log: log.child({ component: 'reconcile' }) });
+  await reconcile.start();
 
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
       await app.close();
+      await reconcile.stop();
       await sync.stop();
       await boss.stop({ graceful: true, timeout: DRAIN_TIMEOUT_MS });
       await search?.close();

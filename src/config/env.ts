@@ -1,5 +1,6 @@
 // Every environment variable the service reads, with its default and meaning. The README's
 // configuration table is checked against this list by a test, so the two cannot drift.
+import { CronExpressionParser } from 'cron-parser';
 
 export class ConfigError extends Error {
   readonly problems: string[];
@@ -69,6 +70,19 @@ const json: Parser<unknown> = (raw, name) => {
   } catch (err) {
     return fail(name, `is not valid JSON: ${(err as Error).message}`);
   }
+};
+
+/** A cron expression as pg-boss's scheduler reads it (five or six fields, UTC), or `off`. */
+const cronOrOff: Parser<string | null> = (raw, name) => {
+  const value = raw.trim();
+  if (value.toLowerCase() === 'off') return null;
+  if (value.split(/\s+/).length < 5) fail(name, `must be a cron expression of five fields (minute hour day month weekday) or "off", got "${raw}"`);
+  try {
+    CronExpressionParser.parse(value, { tz: 'UTC', strict: false });
+  } catch (err) {
+    fail(name, `is not a valid cron expression ("${raw}"): ${(err as Error).message}`);
+  }
+  return value;
 };
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -261,6 +275,13 @@ const variables = {
     defaultText: '1209600',
     parse: integer(60, 365 * 86_400),
     fallback: 14 * 86_400,
+  },
+  reconcileCron: {
+    name: 'RECONCILE_CRON',
+    description: 'When the service runs `reconcile --repair` on its own (cron, UTC; default 03:00 nightly). `off` removes the schedule.',
+    defaultText: '0 3 * * *',
+    parse: cronOrOff,
+    fallback: '0 3 * * *' as string | null,
   },
   queueOverrides: {
     name: 'QUEUE_OVERRIDES',

@@ -72,6 +72,9 @@ function syncTable(table: string, mappings: IndexMappings): SyncTable {
   };
 }
 
+/** The alias searches and sync go through: the table's name after INDEX_PREFIX. */
+export const indexAlias = (indexPrefix: string, table: SyncTable) => `${indexPrefix}${table.table}`;
+
 export function findSyncTable(name: string): SyncTable | undefined {
   return SYNC_TABLES.find((t) => t.table === name);
 }
@@ -102,7 +105,7 @@ export type DataSchema = Record<string, unknown>;
 
 export interface QueueConfig {
   name: string;
-  kind: 'sync' | 'dead-letter';
+  kind: 'sync' | 'dead-letter' | 'maintenance';
   description: string;
   options: QueueOptions;
   /** Job data this queue accepts from the API and its workers; validated at both ends. */
@@ -132,6 +135,49 @@ export function syncDataSchema(table: SyncTable): DataSchema {
  */
 const QUEUED_NEVER_EXPIRES_SECONDS = 10 * 365 * 86_400;
 
+/** The queue of scheduled `reconcile --repair` runs (RECONCILE_CRON); the service works it. */
+export const RECONCILE_QUEUE = 'maintenance.reconcile';
+
+/** What a reconcile job carries: whether to repair, and optionally which tables. */
+export function reconcileDataSchema(): DataSchema {
+  return {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      repair: { type: 'boolean' },
+      tables: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: SYNC_TABLES.map((t) => t.table) } },
+    },
+  };
+}
+
+/**
+ * A reconcile over a large index takes minutes; one stuck longer than this is retried. Stately: a
+ * run that comes due while one is active waits, and never two wait.
+ */
+const RECONCILE_EXPIRE_SECONDS = 4 * 3600;
+
+function reconcileQueue(env: Env): QueueConfig {
+  return {
+    name: RECONCILE_QUEUE,
+    kind: 'maintenance',
+    description: 'Scheduled reconcile --repair of every synced table (RECONCILE_CRON); results in queue.reconcile_runs.',
+    options: {
+      policy: 'stately',
+      partition: false,
+      notify: true,
+      retryLimit: 2,
+      retryDelay: 300,
+      retryBackoff: true,
+      expireInSeconds: RECONCILE_EXPIRE_SECONDS,
+      // A run waits at most a day for a worker; the next one is due by then.
+      retentionSeconds: 86_400,
+      deleteAfterSeconds: env.completedRetentionSeconds,
+    },
+    dataSchema: reconcileDataSchema(),
+    worker: { batchSize: 1, concurrency: 1, pollingIntervalSeconds: 60 },
+  };
+}
+
 /** Every queue `migrate` creates, dead-letter queues first (a queue references its dead letter). */
 export function queueConfigs(env: Env): QueueConfig[] {
   const overrides = parseOverrides(env.queueOverrides);
@@ -152,7 +198,7 @@ export function queueConfigs(env: Env): QueueConfig[] {
     dataSchema: syncDataSchema(t),
     worker: { ...defaultWorker(env), ...overrides[t.queue] },
   }));
-  return [...deadLetters, ...syncQueues];
+  return [...deadLetters, ...syncQueues, reconcileQueue(env)];
 }
 
 function syncQueueOptions(env: Env, deadLetter: string): QueueOptions {
