@@ -37,6 +37,7 @@ export async function runService(env: Env, databaseUrl: string, log: Logger): Pr
     useListenNotify: true,
     superviseIntervalSeconds: env.superviseIntervalSeconds,
     monitorIntervalSeconds: env.superviseIntervalSeconds,
+    maintenanceIntervalSeconds: env.maintenanceIntervalSeconds,
     application_name: 'queue-service pg-boss',
   });
   boss.on('error', (err: Error & { queue?: string }) => log.warn({ err: err.message, queue: err.queue }, 'pg-boss error'));

@@ -262,6 +262,13 @@ const variables = {
     parse: integer(1, 3600),
     fallback: 30,
   },
+  maintenanceIntervalSeconds: {
+    name: 'MAINTENANCE_INTERVAL_SECONDS',
+    description: "How often pg-boss's maintenance deletes jobs past their retention (pg-boss `maintenanceIntervalSeconds`).",
+    defaultText: '3600',
+    parse: integer(60, 86_400),
+    fallback: 3600,
+  },
   completedRetentionSeconds: {
     name: 'COMPLETED_RETENTION_SECONDS',
     description: 'How long completed jobs stay in the job table (pg-boss `deleteAfterSeconds`).',
