@@ -71,6 +71,16 @@ const bareJobInsert = `
   END $$;
   CREATE TRIGGER bare AFTER INSERT ON listings REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION queue.bare_listing_jobs();`;
 
+// The shipped trigger without its document versions (what latest-state-wins costs a write).
+const withoutVersions = `
+  DO $$ DECLARE src text; BEGIN
+    SELECT pg_get_functiondef('queue.listings_changed()'::regprocedure) INTO src;
+    src := regexp_replace(src, 'WITH versioned AS \\(.*?\\)\\s*SELECT array_agg\\(n\\.id::text\\) INTO pending FROM new_rows n;', 'SELECT array_agg(n.id::text) INTO pending FROM new_rows n;');
+    src := regexp_replace(src, ', versioned AS \\(.*?ON CONFLICT \\(id\\) DO UPDATE SET version = EXCLUDED.version\\s*\\)', '');
+    IF src ~ 'versioned' THEN RAISE EXCEPTION 'bench: could not strip the versions from the trigger'; END IF;
+    EXECUTE src;
+  END $$;`;
+
 // The shipped trigger with its debounce window at 0 ms: a NOTIFY on every write.
 const notifyEveryWrite = `
   DO $$ DECLARE src text; BEGIN
@@ -97,6 +107,7 @@ const variants: Variant[] = [
     skipBulk: 'quadratic',
   },
   { name: 'floor: bare pg-boss job INSERT per statement', setup: () => benchDatabase('bare', { withQueue: true, extraSql: [bareJobInsert] }) },
+  { name: 'queue-service without document versions', setup: () => benchDatabase('noversions', { withQueue: true, extraSql: [withoutVersions] }) },
   { name: 'queue-service, NOTIFY on every write', setup: () => benchDatabase('notifyall', { withQueue: true, extraSql: [notifyEveryWrite] }) },
   { name: 'queue-service (shipped)', setup: () => benchDatabase('queue', { withQueue: true }) },
 ];

@@ -96,6 +96,11 @@ export async function queueServiceSql(): Promise<string> {
     ),
     '-- Search sync on the app tables: version tables, enqueue functions and triggers.\n' +
       SYNC_TABLES.map((t) => `SELECT queue.attach_sync(${literal(`${t.schema}.${t.table}`)}::regclass);`).join('\n'),
+    '-- The task queues\' payload schemas (queue.send checks them) and rate limits, as migrate registers them.\n' +
+      configs
+        .filter((q) => q.kind === 'task')
+        .map((q) => `SELECT queue.register_task_queue(${literal(q.name)}, ${literal(q.description)}, ${literal(JSON.stringify(q.dataSchema))}::jsonb, ${q.rateLimit?.limit ?? 'NULL'}, ${q.rateLimit?.periodSeconds ?? 'NULL'});`)
+        .join('\n'),
   ];
   return sections.join('\n\n') + '\n';
 }

@@ -19,12 +19,13 @@ function runCli(args: string[], env: Record<string, string>): Promise<{ code: nu
   });
 }
 
-t.test('a fresh database gets pg-boss 46, the four queues, every migration and the triggers', async (t) => {
+t.test('a fresh database gets pg-boss 46, the queues, every migration and the triggers', async (t) => {
   const db = await createTestDatabase(t);
   const [version] = await db.query('SELECT version FROM pgboss.version');
   t.equal(version?.version, 46);
   const queues = await db.query('SELECT name, policy, dead_letter FROM pgboss.queue ORDER BY name');
   t.same(queues, [
+    { name: 'maintenance.reconcile', policy: 'stately', dead_letter: null },
     { name: 'search-sync.inventory_items', policy: 'stately', dead_letter: 'search-sync.inventory_items.dead' },
     { name: 'search-sync.inventory_items.dead', policy: 'standard', dead_letter: null },
     { name: 'search-sync.listings', policy: 'stately', dead_letter: 'search-sync.listings.dead' },
@@ -73,7 +74,7 @@ t.test('two migrate processes started at the same moment both exit 0', async (t)
   const runs = await Promise.all([runCli(['migrate'], { DATABASE_URL: db.url }), runCli(['migrate'], { DATABASE_URL: db.url })]);
   t.same(runs.map((r) => r.code), [0, 0], runs.map((r) => r.stderr).join('\n'));
   const [count] = await db.query(`SELECT count(*)::int AS n FROM pgboss.queue`);
-  t.equal(count?.n, 4);
+  t.equal(count?.n, 5);
 });
 
 t.test('a missing app table fails with its name and the sample schema, without a stack trace', async (t) => {

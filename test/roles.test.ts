@@ -27,6 +27,12 @@ const forbidden = [
   ['bump versions', `SELECT queue.bump_versions('public.listings', ARRAY['x'])`],
   ['release held changes', 'SELECT queue.release_held_changes()'],
   ['call a trigger function', 'SELECT queue.listings_changed()'],
+  ['resync rows', `SELECT queue.resync('public.listings', ARRAY['x'], true)`],
+  ['move the version clock', 'SELECT queue.advance_document_version(1000000)'],
+  ['read or start index rebuilds', 'SELECT * FROM queue.index_rebuilds'],
+  ['read saved legacy triggers', 'SELECT * FROM queue.legacy_triggers'],
+  ['read reconcile runs', 'SELECT * FROM queue.reconcile_runs'],
+  ['read the latest reconcile', 'SELECT * FROM queue.reconcile_latest'],
 ] as const;
 
 for (const role of ['anon', 'authenticated']) {
@@ -53,4 +59,13 @@ t.test('every function in schema queue that touches pg-boss is SECURITY DEFINER 
     t.ok(row.prosecdef, `${row.proname} is SECURITY DEFINER`);
     t.ok(row.proconfig?.includes('search_path=pg_catalog, pg_temp'), `${row.proname} pins search_path`);
   }
+});
+
+t.test('queue_monitor reads what reconcile found', async (t) => {
+  const db = await createTestDatabase(t);
+  const client = await connect(db.url, 'queue_monitor');
+  t.teardown(() => client.end());
+  t.same((await client.query('SELECT table_name FROM queue.reconcile_latest')).rows, []);
+  t.same((await client.query('SELECT id FROM queue.reconcile_runs')).rows, []);
+  await t.rejects(client.query('SELECT * FROM queue.index_rebuilds'), { code: '42501' }, 'but not the tools\' own state');
 });

@@ -164,6 +164,56 @@ t.test('Elasticsearch unreachable at start: the service waits for it, then syncs
   t.equal(ids.filter((id) => fake.get('listings', id)).length, 10);
 });
 
+t.test('a write held in the network that lands after a newer one, or after the delete, changes nothing', async (t) => {
+  const { fake } = await fakeSearch(t);
+  const db = await createTestDatabase(t);
+  await startService(t, db, fake.url, { ELASTICSEARCH_REQUEST_TIMEOUT_MS: '1000' });
+  const [id] = await insertListings(db, 1, 'old state');
+  // The first request for the row is held until the newer states are in; the client gives up on
+  // it after 1 s and the job is retried, as a real stuck request would be.
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let holding = true;
+  fake.faults.holdBulk = (items) => (holding && items.some((i) => i.id === id) ? ((holding = false), released) : undefined);
+  await eventually(async () => !holding);
+  await db.query(`UPDATE listings SET title = 'new state' WHERE id = $1`, [id]);
+  await eventually(async () => fake.get('listings', id!)?.source?.title === 'new state 1' || fake.get('listings', id!)?.source?.title === 'new state');
+  release();
+  await sleep(300);
+  t.equal(fake.get('listings', id!)?.source?.title, 'new state', 'the stale write that arrived last was refused');
+  const itemsForRow = fake.itemsFor('listings').filter((i) => i.id === id);
+  t.ok(itemsForRow.some((i) => i.source?.title === 'old state 1'), 'the stale state did reach Elasticsearch');
+
+  holding = true;
+  const released2 = new Promise<void>((resolve) => (release = resolve));
+  fake.faults.holdBulk = (items) => (holding && items.some((i) => i.id === id) ? ((holding = false), released2) : undefined);
+  await db.query(`UPDATE listings SET title = 'last state' WHERE id = $1`, [id]);
+  await eventually(async () => !holding);
+  await db.query(`DELETE FROM listings WHERE id = $1`, [id]);
+  await eventually(async () => fake.get('listings', id!) === undefined && fake.itemsFor('listings').some((i) => i.id === id && i.action === 'delete'));
+  release();
+  await sleep(300);
+  t.equal(fake.get('listings', id!), undefined, 'the held write does not bring the deleted row back');
+});
+
+t.test('a second SIGTERM exits at once, without waiting for the batch in flight', async (t) => {
+  const { fake } = await fakeSearch(t);
+  const db = await createTestDatabase(t);
+  fake.faults.bulkDelayMs = 20_000;
+  const service = spawnService(t, db, fake.url, { ELASTICSEARCH_REQUEST_TIMEOUT_MS: '30000', SYNC_EXPIRE_SECONDS: '60' });
+  await service.url;
+  await insertListings(db, 5);
+  await eventually(async () => fake.bulkRequests.length > 0 || undefined, { timeoutMs: 20_000 });
+  const started = Date.now();
+  service.child.kill('SIGTERM');
+  await sleep(300);
+  service.child.kill('SIGTERM');
+  const exit = await service.exited;
+  t.ok(Date.now() - started < 5000, `exited ${Date.now() - started} ms after the signals, not after the 20 s bulk`);
+  t.not(exit.code, 0, 'a forced exit is not a clean one');
+  t.match(service.output(), /second signal/);
+});
+
 const SHORT_EXPIRY = { SYNC_EXPIRE_SECONDS: '5', DB_STATEMENT_TIMEOUT_MS: '2000', ELASTICSEARCH_REQUEST_TIMEOUT_MS: '4000' };
 
 t.test('a worker killed mid-batch and started again re-syncs everything', async (t) => {

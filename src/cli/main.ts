@@ -3,24 +3,19 @@ import { ConfigError, readEnv, type Env } from '../config/env.ts';
 import { createLogger, type Logger } from '../config/logger.ts';
 import { MigrateError, migrate } from '../db/migrate.ts';
 import { EmbeddedPostgresError } from '../db/embedded-postgres.ts';
+import { ToolError } from '../tools/errors.ts';
 import { runDemo } from './demo.ts';
+import { migrateLegacyCommand } from './migrate-legacy.ts';
+import { reconcileCommand } from './reconcile.ts';
+import { reindexCommand } from './reindex.ts';
 import { exitOnSignals, runService } from './start.ts';
-
-/** An error whose message is the whole story for the operator: printed without a stack. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
+import { HelpRequested, requireDatabaseUrl, UsageError } from './usage.ts';
 
 interface Command {
   summary: string;
   /** Exit code for a failure (reconcile reserves 1 for "drift found"). */
   errorExitCode?: number;
   run(args: string[], env: Env, log: Logger): Promise<number>;
-}
-
-function requireDatabaseUrl(env: Env, command: string): string {
-  if (!env.databaseUrl) throw new UsageError(`DATABASE_URL must be set for ${command} (only start can run without it, on an embedded demo database)`);
-  return env.databaseUrl;
 }
 
 const commands: Record<string, Command> = {
@@ -38,6 +33,19 @@ const commands: Record<string, Command> = {
       await migrate(requireDatabaseUrl(env, 'migrate'), env, log);
       return 0;
     },
+  },
+  reindex: {
+    summary: 'enqueue every row again [--table T]; --rebuild fills a new index and swaps the alias without downtime',
+    run: reindexCommand,
+  },
+  reconcile: {
+    summary: 'compare rows with index documents [--table T]; exit 1 on drift; --repair enqueues the fixes',
+    errorExitCode: 2,
+    run: reconcileCommand,
+  },
+  'migrate-legacy': {
+    summary: 'move elasticsearch_sync_queue rows into the queues and drop the legacy triggers [--dry-run] [--rollback]',
+    run: migrateLegacyCommand,
   },
 };
 
@@ -62,8 +70,13 @@ async function main(argv: string[]): Promise<number> {
     const log = createLogger(env.logLevel);
     return await command.run(rest, env, log);
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof MigrateError || err instanceof UsageError || err instanceof EmbeddedPostgresError) {
-      process.stderr.write(`queue-service ${name}: ${err.message}\n`);
+    if (err instanceof HelpRequested) {
+      process.stdout.write(`${err.message}\n`);
+      return 0;
+    }
+    const expected = [ConfigError, MigrateError, UsageError, ToolError, EmbeddedPostgresError];
+    if (expected.some((kind) => err instanceof kind)) {
+      process.stderr.write(`queue-service ${name}: ${(err as Error).message}\n`);
     } else {
       process.stderr.write(`queue-service ${name} failed: ${(err as Error).stack ?? String(err)}\n`);
     }

@@ -8,9 +8,10 @@ import { createPool, type Pool } from '../db/pool.ts';
 import { buildServer } from '../http/server.ts';
 import type { TaskHandler } from '../jobs/handler.ts';
 import { TaskService } from '../jobs/service.ts';
-import { createSearchClient, type SearchClient } from '../search/client.ts';
+import { searchClientFromEnv, type SearchClient } from '../search/client.ts';
 import { Metrics } from '../sync/metrics.ts';
 import { SyncService } from '../sync/service.ts';
+import { ScheduledReconcile } from '../tools/scheduled-reconcile.ts';
 
 export interface RunningService {
   app: FastifyInstance;
@@ -47,21 +48,14 @@ export async function runService(env: Env, databaseUrl: string, log: Logger, opt
     useListenNotify: true,
     superviseIntervalSeconds: env.superviseIntervalSeconds,
     monitorIntervalSeconds: env.superviseIntervalSeconds,
+    maintenanceIntervalSeconds: env.maintenanceIntervalSeconds,
     application_name: 'queue-service pg-boss',
   });
   boss.on('error', (err: Error & { queue?: string }) => log.warn({ err: err.message, queue: err.queue }, 'pg-boss error'));
   await boss.start();
 
   const metrics = new Metrics();
-  const search: SearchClient | null = env.elasticsearchUrl
-    ? createSearchClient({
-        url: env.elasticsearchUrl,
-        apiKey: env.elasticsearchApiKey,
-        username: env.elasticsearchUsername,
-        password: env.elasticsearchPassword,
-        requestTimeoutMs: env.elasticsearchRequestTimeoutMs,
-      })
-    : null;
+  const search: SearchClient | null = searchClientFromEnv(env);
   const sync = new SyncService({ databaseUrl, env, pool, boss, search, metrics, log });
   // The other queues' workers (email, export, ...), beside search sync in the same process.
   const tasks = new TaskService({ env, pool, boss, metrics, log, queues: queues.filter((q) => q.kind === 'task'), handlers: options.handlers });
@@ -70,11 +64,14 @@ export async function runService(env: Env, databaseUrl: string, log: Logger, opt
   log.info({ url }, 'http listening');
   sync.start();
   await tasks.start();
+  const reconcile = new ScheduledReconcile({ boss, pool, search, env, log: log.child({ component: 'reconcile' }) });
+  await reconcile.start();
 
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
       await app.close();
+      await reconcile.stop();
       await sync.stop();
       await tasks.stop();
       await boss.stop({ graceful: true, timeout: DRAIN_TIMEOUT_MS });

@@ -1,5 +1,6 @@
 // Every environment variable the service reads, with its default and meaning. The README's
 // configuration table is checked against this list by a test, so the two cannot drift.
+import { CronExpressionParser } from 'cron-parser';
 
 export class ConfigError extends Error {
   readonly problems: string[];
@@ -69,6 +70,19 @@ const json: Parser<unknown> = (raw, name) => {
   } catch (err) {
     return fail(name, `is not valid JSON: ${(err as Error).message}`);
   }
+};
+
+/** A cron expression as pg-boss's scheduler reads it (five or six fields, UTC), or `off`. */
+const cronOrOff: Parser<string | null> = (raw, name) => {
+  const value = raw.trim();
+  if (value.toLowerCase() === 'off') return null;
+  if (value.split(/\s+/).length < 5) fail(name, `must be a cron expression of five fields (minute hour day month weekday) or "off", got "${raw}"`);
+  try {
+    CronExpressionParser.parse(value, { tz: 'UTC', strict: false });
+  } catch (err) {
+    fail(name, `is not a valid cron expression ("${raw}"): ${(err as Error).message}`);
+  }
+  return value;
 };
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -248,6 +262,13 @@ const variables = {
     parse: integer(1, 3600),
     fallback: 30,
   },
+  maintenanceIntervalSeconds: {
+    name: 'MAINTENANCE_INTERVAL_SECONDS',
+    description: "How often pg-boss's maintenance deletes jobs past their retention (pg-boss `maintenanceIntervalSeconds`).",
+    defaultText: '3600',
+    parse: integer(60, 86_400),
+    fallback: 3600,
+  },
   completedRetentionSeconds: {
     name: 'COMPLETED_RETENTION_SECONDS',
     description: 'How long completed jobs stay in the job table (pg-boss `deleteAfterSeconds`).',
@@ -345,6 +366,13 @@ const variables = {
     defaultText: '10000',
     parse: integer(100, 600_000),
     fallback: 10_000,
+  },
+  reconcileCron: {
+    name: 'RECONCILE_CRON',
+    description: 'When the service runs `reconcile --repair` on its own (cron, UTC; default 03:00 nightly). `off` removes the schedule.',
+    defaultText: '0 3 * * *',
+    parse: cronOrOff,
+    fallback: '0 3 * * *' as string | null,
   },
   queueOverrides: {
     name: 'QUEUE_OVERRIDES',

@@ -4,7 +4,7 @@ import { unsupportedSchemaKeywords } from './json-schema.ts';
 import { SYNC_TABLES, type SyncTable } from './sync-tables.ts';
 import { TASK_QUEUES, type TaskQueue } from './task-queues.ts';
 
-export { SYNC_TABLES, findSyncTable, type IndexMappings, type SyncTable } from './sync-tables.ts';
+export { SYNC_TABLES, findSyncTable, indexAlias, type IndexMappings, type SyncTable } from './sync-tables.ts';
 export type { TaskQueue } from './task-queues.ts';
 
 /** pg-boss queue options, as `createQueue` takes them. */
@@ -40,7 +40,7 @@ export interface RateLimit {
 export interface QueueConfig {
   name: string;
   /** sync: search-sync of a table; task: a TaskQueue with a handler (src/jobs/handlers/). */
-  kind: 'sync' | 'task' | 'dead-letter';
+  kind: 'sync' | 'task' | 'dead-letter' | 'maintenance';
   description: string;
   options: QueueOptions;
   /** Job data this queue accepts from the API and its workers; validated at both ends. */
@@ -72,6 +72,49 @@ export function syncDataSchema(table: SyncTable): DataSchema {
  */
 const QUEUED_NEVER_EXPIRES_SECONDS = 10 * 365 * 86_400;
 
+/** The queue of scheduled `reconcile --repair` runs (RECONCILE_CRON); the service works it. */
+export const RECONCILE_QUEUE = 'maintenance.reconcile';
+
+/** What a reconcile job carries: whether to repair, and optionally which tables. */
+export function reconcileDataSchema(): DataSchema {
+  return {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      repair: { type: 'boolean' },
+      tables: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: SYNC_TABLES.map((t) => t.table) } },
+    },
+  };
+}
+
+/**
+ * A reconcile over a large index takes minutes; one stuck longer than this is retried. Stately: a
+ * run that comes due while one is active waits, and never two wait.
+ */
+const RECONCILE_EXPIRE_SECONDS = 4 * 3600;
+
+function reconcileQueue(env: Env): QueueConfig {
+  return {
+    name: RECONCILE_QUEUE,
+    kind: 'maintenance',
+    description: 'Scheduled reconcile --repair of every synced table (RECONCILE_CRON); results in queue.reconcile_runs.',
+    options: {
+      policy: 'stately',
+      partition: false,
+      notify: true,
+      retryLimit: 2,
+      retryDelay: 300,
+      retryBackoff: true,
+      expireInSeconds: RECONCILE_EXPIRE_SECONDS,
+      // A run waits at most a day for a worker; the next one is due by then.
+      retentionSeconds: 86_400,
+      deleteAfterSeconds: env.completedRetentionSeconds,
+    },
+    dataSchema: reconcileDataSchema(),
+    worker: { batchSize: 1, concurrency: 1, pollingIntervalSeconds: 60 },
+  };
+}
+
 /**
  * Every queue `migrate` creates, dead-letter queues first (a queue references its dead letter):
  * the search-sync queues of SYNC_TABLES and the task queues of TASK_QUEUES (or `tasks`, which
@@ -92,7 +135,7 @@ export function queueConfigs(env: Env, tasks: readonly TaskQueue[] = TASK_QUEUES
     dataSchema: syncDataSchema(t),
     worker: { ...defaultWorker(env), ...pick(overrides[t.queue], WORKER_KEYS) },
   }));
-  return [...deadLetters, ...syncQueues, ...tasks.map((q) => taskQueueConfig(env, q, overrides[q.name] ?? {}))];
+  return [...deadLetters, ...syncQueues, reconcileQueue(env), ...tasks.map((q) => taskQueueConfig(env, q, overrides[q.name] ?? {}))];
 }
 
 function deadLetterConfig(env: Env, name: string, source: string): QueueConfig {
@@ -143,10 +186,10 @@ const QUEUE_NAME = /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$/;
 /** A definition mistake stops migrate and start with its name, before anything is created. */
 function assertTaskQueues(tasks: readonly TaskQueue[]): void {
   const problems: string[] = [];
-  const seen = new Set<string>(SYNC_TABLES.flatMap((t) => [t.queue, t.deadLetter]));
+  const seen = new Set<string>([...SYNC_TABLES.flatMap((t) => [t.queue, t.deadLetter]), RECONCILE_QUEUE]);
   for (const q of tasks) {
-    if (!QUEUE_NAME.test(q.name) || q.name.endsWith('.dead') || q.name.startsWith('search-sync.')) {
-      problems.push(`task queue "${q.name}": a name is lower-case words joined by - _ or ., not ending in .dead nor starting with search-sync.`);
+    if (!QUEUE_NAME.test(q.name) || q.name.endsWith('.dead') || /^(search-sync|maintenance)\./.test(q.name)) {
+      problems.push(`task queue "${q.name}": a name is lower-case words joined by - _ or ., not ending in .dead nor starting with search-sync. or maintenance.`);
     }
     if (seen.has(q.name)) problems.push(`task queue "${q.name}" is defined twice`);
     seen.add(q.name);

@@ -72,6 +72,9 @@ function syncTable(table: string, mappings: IndexMappings): SyncTable {
   };
 }
 
+/** The alias searches and sync go through: the table's name after INDEX_PREFIX. */
+export const indexAlias = (indexPrefix: string, table: SyncTable) => `${indexPrefix}${table.table}`;
+
 export function findSyncTable(name: string): SyncTable | undefined {
   return SYNC_TABLES.find((t) => t.table === name);
 }

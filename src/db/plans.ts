@@ -77,6 +77,9 @@ export function readDocuments(view: string, versionTable: string, key: string, t
   );
 }
 
+/** The new index of a rebuild in progress for alias $1 (reindex --rebuild), written beside the alias. */
+export const rebuildTarget = statement('rebuild-target', 'SELECT new_index FROM queue.index_rebuilds WHERE alias = $1');
+
 /** Keys among $2 of queue $1 with a job that has not started yet, other than the jobs $3. */
 export const waitingKeys = statement(
   'waiting-keys',

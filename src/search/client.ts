@@ -1,4 +1,5 @@
 import { Client, errors } from '@elastic/elasticsearch';
+import type { Env } from '../config/env.ts';
 
 export type SearchClient = Client;
 export { errors as searchErrors };
@@ -28,6 +29,18 @@ export function createSearchClient(options: SearchClientOptions): Client {
     requestTimeout: options.requestTimeoutMs,
     maxRetries: 0,
     name: 'queue-service',
+  });
+}
+
+/** The client ELASTICSEARCH_* describe, or null when ELASTICSEARCH_URL is unset. */
+export function searchClientFromEnv(env: Env): Client | null {
+  if (!env.elasticsearchUrl) return null;
+  return createSearchClient({
+    url: env.elasticsearchUrl,
+    apiKey: env.elasticsearchApiKey,
+    username: env.elasticsearchUsername,
+    password: env.elasticsearchPassword,
+    requestTimeoutMs: env.elasticsearchRequestTimeoutMs,
   });
 }
 

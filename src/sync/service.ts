@@ -1,7 +1,8 @@
 import type { PgBoss } from 'pg-boss';
 import type { Env } from '../config/env.ts';
 import type { Logger } from '../config/logger.ts';
-import { queueConfigs, SYNC_TABLES, type SyncTable } from '../config/queues.ts';
+import { indexAlias, queueConfigs, SYNC_TABLES, type SyncTable } from '../config/queues.ts';
+import * as plans from '../db/plans.ts';
 import type { Pool } from '../db/pool.ts';
 import { describeSearchError, type SearchClient } from '../search/client.ts';
 import { ensureIndex } from '../search/indices.ts';
@@ -58,7 +59,7 @@ export class SyncService {
   }
 
   aliasOf(table: SyncTable): string {
-    return `${this.#deps.env.indexPrefix}${table.table}`;
+    return indexAlias(this.#deps.env.indexPrefix, table);
   }
 
   /** Resolves at once; connecting to Elasticsearch goes on in the background, with backoff. */
@@ -107,7 +108,7 @@ export class SyncService {
         search,
         table,
         settings: settings.get(table.queue) ?? { batchSize: env.syncBatchSize, concurrency: env.syncConcurrency, pollingIntervalSeconds: env.syncPollingIntervalSeconds },
-        targets: async () => [alias],
+        targets: () => writeTargets(pool, alias),
         metrics,
         log: log.child({ queue: table.queue }),
         maxReadAgeMs: Math.min((env.syncExpireSeconds * 1000) / 2, 300_000),
@@ -131,4 +132,14 @@ export class SyncService {
     await Promise.all(this.#workers.map((w) => w.stop()));
     this.#workers = [];
   }
+}
+
+/**
+ * The alias, and while `reindex --rebuild` runs, its new index too. Read for every batch from the
+ * database rather than cached: a worker that missed the start of a rebuild would write past the
+ * new index, which the alias then swaps in without that write.
+ */
+async function writeTargets(pool: Pool, alias: string): Promise<string[]> {
+  const { rows } = await pool.query<{ new_index: string }>({ ...plans.rebuildTarget, values: [alias] });
+  return [alias, ...rows.map((r) => r.new_index)];
 }

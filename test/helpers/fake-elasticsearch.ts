@@ -36,6 +36,8 @@ export interface Faults {
   delayMs?: number;
   /** Delay the response to every bulk request (applied at once, answered late) by this much. */
   bulkDelayMs?: number;
+  /** Hold a bulk request before applying it, until the returned promise settles (a request stuck in the network). */
+  holdBulk?: (items: BulkItemInput[]) => Promise<void> | undefined;
 }
 
 interface Json {
@@ -136,6 +138,8 @@ export class FakeElasticsearch {
     if (parts[0] === '_bulk' || parts[1] === '_bulk') {
       const start = Date.now();
       this.onBulk?.(raw.split('\n').filter(Boolean).length);
+      const held = this.faults.holdBulk?.(this.#parseBulk(raw, parts[1] === '_bulk' ? parts[0] : undefined));
+      if (held) await held;
       const result = this.#bulk(raw, parts[1] === '_bulk' ? parts[0] : undefined);
       const entry = { start, end: start, ids: this.bulkRequests.at(-1)!.map((i) => i.id) };
       this.bulkLog.push(entry);
@@ -151,7 +155,10 @@ export class FakeElasticsearch {
       if (!this.templates.has(parts[1])) return this.#send(res, 404, method === 'HEAD' ? undefined : { index_templates: [] });
       return this.#send(res, 200, method === 'HEAD' ? undefined : { index_templates: [{ name: parts[1], index_template: this.templates.get(parts[1]) }] });
     }
-    if (parts[0] === '_aliases' && method === 'POST') return this.#send(res, 200, this.#aliasActions(body()));
+    if (parts[0] === '_aliases' && method === 'POST') {
+      const result = this.#aliasActions(body());
+      return this.#send(res, result.status, result.body);
+    }
     if (parts[0] === '_alias' && parts[1]) return this.#getAlias(res, method, parts[1]);
     if (parts[1] === '_alias' && parts[2] && method === 'PUT') {
       this.#addAlias(parts[2], parts[0]!);
@@ -161,8 +168,8 @@ export class FakeElasticsearch {
     if (parts[1] === '_refresh') return this.#send(res, 200, { _shards: { total: 1, successful: 1, failed: 0 } });
     if (parts[1] === '_count') return this.#send(res, 200, { count: this.count(parts[0]!) });
     if (parts[1] === '_search') return this.#search(res, parts[0]!, body());
-    if (parts[1] === '_doc' && parts[2] && (method === 'PUT' || method === 'POST')) {
-      const item: BulkItemInput = { action: 'index', index: parts[0]!, id: parts[2], source: body() };
+    if (parts[1] === '_doc' && parts[2] && ['PUT', 'POST', 'DELETE'].includes(method)) {
+      const item: BulkItemInput = method === 'DELETE' ? { action: 'delete', index: parts[0]!, id: parts[2] } : { action: 'index', index: parts[0]!, id: parts[2], source: body() };
       const version = url.searchParams.get('version');
       if (version !== null) item.version = Number(version);
       const versionType = url.searchParams.get('version_type');
@@ -179,14 +186,20 @@ export class FakeElasticsearch {
     const exists = this.indices.has(name) || this.aliases.has(name);
     if (method === 'HEAD') return this.#send(res, exists ? 200 : 404);
     if (method === 'DELETE') {
-      this.indices.delete(name);
-      for (const set of this.aliases.values()) set.delete(name);
+      this.#deleteIndex(name);
       return this.#send(res, 200, { acknowledged: true });
     }
     if (method === 'PUT') {
       if (exists) return this.#send(res, 400, { error: { type: 'resource_already_exists_exception', reason: `index [${name}] already exists` }, status: 400 });
       const b = body();
-      this.indices.set(name, { docs: new Map(), mappings: b.mappings, settings: b.settings });
+      // As Elasticsearch does: the highest-priority template whose pattern matches shapes the
+      // index, and what the request itself names wins over it.
+      const template = this.#matchingTemplate(name)?.template as Json | undefined;
+      this.indices.set(name, {
+        docs: new Map(),
+        mappings: b.mappings ?? template?.mappings,
+        settings: { ...(template?.settings as Json | undefined), ...(b.settings as Json | undefined) },
+      });
       for (const alias of Object.keys((b.aliases as Json | undefined) ?? {})) this.#addAlias(alias, name);
       return this.#send(res, 200, { acknowledged: true, index: name });
     }
@@ -204,13 +217,53 @@ export class FakeElasticsearch {
     this.aliases.get(alias)!.add(index);
   }
 
-  #aliasActions(body: Json): Json {
-    for (const action of (body.actions as Json[]) ?? []) {
-      const [kind, spec] = Object.entries(action)[0] as [string, { index: string; alias: string }];
-      if (kind === 'add') this.#addAlias(spec.alias, spec.index);
-      if (kind === 'remove') this.aliases.get(spec.alias)?.delete(spec.index);
+  #deleteIndex(name: string): void {
+    this.indices.delete(name);
+    for (const [alias, set] of this.aliases) {
+      set.delete(name);
+      if (set.size === 0) this.aliases.delete(alias);
     }
-    return { acknowledged: true };
+  }
+
+  #matchingTemplate(index: string): Json | undefined {
+    const matches = [...this.templates.values()].filter((t) =>
+      ((t.index_patterns as string[] | undefined) ?? []).some((p) => new RegExp(`^${p.split('*').map(escapeRegExp).join('.*')}$`).test(index)),
+    );
+    return matches.sort((a, b) => Number(b.priority ?? 0) - Number(a.priority ?? 0))[0];
+  }
+
+  /**
+   * One `_aliases` request, atomic as in Elasticsearch: every action is checked first, and one
+   * that cannot apply fails the request with nothing changed. `remove_index` deletes an index in
+   * the same step, which is how an alias takes over the name of a concrete index.
+   */
+  #aliasActions(body: Json): { status: number; body: Json } {
+    const actions = ((body.actions as Json[]) ?? []).map((action) => {
+      const [kind, spec] = Object.entries(action)[0] as [string, { index: string; alias?: string }];
+      return { kind, index: spec.index, alias: spec.alias ?? '' };
+    });
+    const removedIndices = new Set(actions.filter((a) => a.kind === 'remove_index').map((a) => a.index));
+    const refuse = (status: number, type: string, reason: string) => ({ status, body: { error: { type, reason }, status } });
+    for (const action of actions) {
+      if (!this.indices.has(action.index)) return refuse(404, 'index_not_found_exception', `no such index [${action.index}]`);
+      if (action.kind === 'add' && this.indices.has(action.alias) && !removedIndices.has(action.alias)) {
+        return refuse(400, 'invalid_alias_name_exception', `Invalid alias name [${action.alias}]: an index or data stream exists with the same name as the alias`);
+      }
+      if (action.kind === 'remove' && !this.aliases.get(action.alias)?.has(action.index)) {
+        return refuse(404, 'aliases_not_found_exception', `aliases [${action.alias}] missing`);
+      }
+      if (!['add', 'remove', 'remove_index'].includes(action.kind)) return refuse(400, 'illegal_argument_exception', `unknown alias action [${action.kind}]`);
+    }
+    for (const action of actions) {
+      if (action.kind === 'remove_index') this.#deleteIndex(action.index);
+      if (action.kind === 'remove') {
+        const set = this.aliases.get(action.alias)!;
+        set.delete(action.index);
+        if (set.size === 0) this.aliases.delete(action.alias);
+      }
+    }
+    for (const action of actions) if (action.kind === 'add') this.#addAlias(action.alias, action.index);
+    return { status: 200, body: { acknowledged: true } };
   }
 
   #getAlias(res: ServerResponse, method: string, alias: string): void {
@@ -251,6 +304,8 @@ export class FakeElasticsearch {
     if (after !== undefined) docs = docs.filter(([id]) => id > after);
     const page = docs.slice(0, size);
     const wantSource = body._source !== false;
+    // Elasticsearch leaves _version out of hits unless the request asks for it.
+    const wantVersion = body.version === true;
     return this.#send(res, 200, {
       took: 1,
       timed_out: false,
@@ -259,7 +314,7 @@ export class FakeElasticsearch {
         hits: page.map(([id, doc]) => ({
           _index: name,
           _id: id,
-          _version: doc.version,
+          ...(wantVersion ? { _version: doc.version } : {}),
           ...(wantSource ? { _source: doc.source } : {}),
           sort: [id],
         })),
@@ -267,10 +322,9 @@ export class FakeElasticsearch {
     });
   }
 
-  #bulk(raw: string, defaultIndex: string | undefined): Json {
+  #parseBulk(raw: string, defaultIndex: string | undefined): BulkItemInput[] {
     const lines = raw.split('\n').filter((l) => l.trim() !== '');
     const received: BulkItemInput[] = [];
-    const items: Json[] = [];
     for (let i = 0; i < lines.length; i++) {
       const header = JSON.parse(lines[i]!) as Record<string, { _index?: string; _id: string; version?: number; version_type?: string }>;
       const [action, meta] = Object.entries(header)[0] as [BulkItemInput['action'], { _index?: string; _id: string; version?: number; version_type?: string }];
@@ -279,8 +333,13 @@ export class FakeElasticsearch {
       if (meta.version_type !== undefined) item.versionType = meta.version_type;
       if (action !== 'delete') item.source = JSON.parse(lines[++i]!) as Record<string, unknown>;
       received.push(item);
-      items.push({ [action]: this.#apply(item) });
     }
+    return received;
+  }
+
+  #bulk(raw: string, defaultIndex: string | undefined): Json {
+    const received = this.#parseBulk(raw, defaultIndex);
+    const items = received.map((item) => ({ [item.action]: this.#apply(item) }));
     this.bulkRequests.push(received);
     return { took: 1, errors: items.some((it) => Number((Object.values(it)[0] as Json).status) >= 300), items };
   }
@@ -316,4 +375,8 @@ export class FakeElasticsearch {
     index.docs.set(item.id, { version, source: item.source ?? {} });
     return { ...base, _version: version, result: created ? 'created' : 'updated', status: created ? 201 : 200 };
   }
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
