@@ -4,6 +4,8 @@ import t from 'tap';
 import { packageRoot } from '../src/config/paths.ts';
 import { createLogger } from '../src/config/logger.ts';
 import { migrate, readMigrations } from '../src/db/migrate.ts';
+import { readEnv } from '../src/config/env.ts';
+import { queueConfigs } from '../src/config/queues.ts';
 import { createTestDatabase } from './helpers/database.ts';
 
 const cli = join(packageRoot, 'src/cli/main.ts');
@@ -25,12 +27,22 @@ t.test('a fresh database gets pg-boss 46, the queues, every migration and the tr
   t.equal(version?.version, 46);
   const queues = await db.query('SELECT name, policy, dead_letter FROM pgboss.queue ORDER BY name');
   t.same(queues, [
+    { name: 'email', policy: 'standard', dead_letter: 'email.dead' },
+    { name: 'email.dead', policy: 'standard', dead_letter: null },
+    { name: 'export', policy: 'standard', dead_letter: 'export.dead' },
+    { name: 'export.dead', policy: 'standard', dead_letter: null },
+    { name: 'external-api', policy: 'standard', dead_letter: 'external-api.dead' },
+    { name: 'external-api.dead', policy: 'standard', dead_letter: null },
+    { name: 'image-cleanup', policy: 'standard', dead_letter: 'image-cleanup.dead' },
+    { name: 'image-cleanup.dead', policy: 'standard', dead_letter: null },
     { name: 'maintenance.reconcile', policy: 'stately', dead_letter: null },
     { name: 'search-sync.inventory_items', policy: 'stately', dead_letter: 'search-sync.inventory_items.dead' },
     { name: 'search-sync.inventory_items.dead', policy: 'standard', dead_letter: null },
     { name: 'search-sync.listings', policy: 'stately', dead_letter: 'search-sync.listings.dead' },
     { name: 'search-sync.listings.dead', policy: 'standard', dead_letter: null },
   ]);
+  const registered = await db.query<{ name: string }>('SELECT name FROM queue.task_queues ORDER BY name');
+  t.same(registered.map((r) => r.name), ['email', 'export', 'external-api', 'image-cleanup'], 'every task queue has its payload schema registered');
   const ledger = await db.query<{ name: string }>('SELECT name FROM queue.migrations ORDER BY name');
   t.same(ledger.map((r) => r.name), (await readMigrations()).map((m) => m.name));
   const triggers = await db.query(
@@ -74,7 +86,7 @@ t.test('two migrate processes started at the same moment both exit 0', async (t)
   const runs = await Promise.all([runCli(['migrate'], { DATABASE_URL: db.url }), runCli(['migrate'], { DATABASE_URL: db.url })]);
   t.same(runs.map((r) => r.code), [0, 0], runs.map((r) => r.stderr).join('\n'));
   const [count] = await db.query(`SELECT count(*)::int AS n FROM pgboss.queue`);
-  t.equal(count?.n, 5);
+  t.equal(count?.n, queueConfigs(readEnv({})).length);
 });
 
 t.test('a missing app table fails with its name and the sample schema, without a stack trace', async (t) => {
