@@ -4,7 +4,7 @@ import type { Test } from 'tap';
 import { readEnv } from '../../src/config/env.ts';
 import { createLogger } from '../../src/config/logger.ts';
 import { packageRoot } from '../../src/config/paths.ts';
-import { runService, type RunningService } from '../../src/cli/start.ts';
+import { runService, type RunningService, type ServiceOptions } from '../../src/cli/start.ts';
 import type { TestDatabase } from './database.ts';
 
 /**
@@ -26,10 +26,10 @@ export function serviceEnv(db: TestDatabase, searchUrl: string | null, extra: Re
 }
 
 /** The real service in this process, stopped when the test ends. */
-export async function startService(t: Test, db: TestDatabase, searchUrl: string | null, extra: Record<string, string> = {}): Promise<RunningService> {
+export async function startService(t: Test, db: TestDatabase, searchUrl: string | null, extra: Record<string, string> = {}, options: ServiceOptions = {}): Promise<RunningService> {
   const vars = serviceEnv(db, searchUrl, extra);
   const env = readEnv(vars);
-  const service = await runService(env, db.url, createLogger(env.logLevel));
+  const service = await runService(env, db.url, createLogger(env.logLevel), options);
   t.teardown(() => service.stop());
   return service;
 }
