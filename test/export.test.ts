@@ -1,12 +1,12 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { csvLine } from '../src/jobs/export-rows.ts';
 import { createTestDatabase } from './helpers/database.ts';
 import { send, waitForJob } from './helpers/jobs.ts';
 import { startService } from './helpers/service.ts';
 
-async function setup(t: Parameters<Parameters<typeof t.test>[1]>[0]) {
+async function setup(t: Test) {
   const dir = t.testdir();
   const db = await createTestDatabase(t);
   await db.query(`INSERT INTO listings (seller_id, title, description, price_cents, status, tags)
