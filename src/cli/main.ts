@@ -3,6 +3,7 @@ import { ConfigError, readEnv, type Env } from '../config/env.ts';
 import { createLogger, type Logger } from '../config/logger.ts';
 import { MigrateError, migrate } from '../db/migrate.ts';
 import { exitOnSignals, runService } from './start.ts';
+import { printStats } from './stats.ts';
 
 /** An error whose message is the whole story for the operator: printed without a stack. */
 export class UsageError extends Error {
@@ -34,6 +35,14 @@ const commands: Record<string, Command> = {
     async run(_args, env, log) {
       await migrate(requireDatabaseUrl(env, 'migrate'), env, log);
       return 0;
+    },
+  },
+  stats: {
+    summary: 'print queue.stats as a table (--json for the rows as JSON)',
+    async run(args, env) {
+      const unknown = args.filter((a) => a !== '--json');
+      if (unknown.length > 0) throw new UsageError(`unknown option ${unknown.join(' ')} (stats takes only --json)`);
+      return printStats(requireDatabaseUrl(env, 'stats'), args, process.stdout);
     },
   },
 };

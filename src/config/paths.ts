@@ -17,3 +17,4 @@ function findPackageRoot(): string {
 export const packageRoot = findPackageRoot();
 export const migrationsDir = join(packageRoot, 'migrations');
 export const seedFile = join(packageRoot, 'supabase', 'seed.sql');
+export const dashboardDir = join(packageRoot, 'dashboard');
