@@ -167,7 +167,7 @@
   }
 
   function renderFailed(list, stats) {
-    var total = stats.queues.reduce(function (sum, q) { return sum + q.failed; }, 0);
+    var total = stats.queues.reduce(function (sum, q) { return sum + (q.kind === 'queue' ? q.failed : 0); }, 0);
     fill('failed', list.jobs.map(function (j) {
       return el('tr', { 'data-job-id': j.id }, [
         cell(when(j.completedOn)),
@@ -182,7 +182,7 @@
   }
 
   function renderWaiting(list, stats) {
-    var total = stats.queues.reduce(function (sum, q) { return sum + q.queued + q.deferred + q.retrying; }, 0);
+    var total = stats.queues.reduce(function (sum, q) { return sum + (q.kind === 'queue' ? q.queued + q.deferred + q.retrying : 0); }, 0);
     fill('waiting', list.jobs.map(function (j) {
       return el('tr', { 'data-job-id': j.id }, [
         cell(when(j.createdOn)),
@@ -205,13 +205,19 @@
 
   function refresh() {
     if (refreshing) return refreshing;
-    refreshing = Promise.all([
-      api('GET', '/stats'),
-      api('GET', '/throughput?minutes=60'),
-      api('GET', '/dead-letters?limit=' + LIST_LIMIT),
-      api('GET', '/jobs?state=failed&limit=' + LIST_LIMIT),
-      api('GET', '/jobs?state=created&state=retry&limit=' + LIST_LIMIT),
-    ]).then(function (results) {
+    refreshing = api('GET', '/stats').then(function (stats) {
+      // Dead letters wait in their own queues too; they are listed, and counted, as dead letters.
+      var queues = stats.queues.filter(function (q) { return q.kind === 'queue'; }).map(function (q) {
+        return 'queue=' + encodeURIComponent(q.queue);
+      }).join('&');
+      return Promise.all([
+        stats,
+        api('GET', '/throughput?minutes=60'),
+        api('GET', '/dead-letters?limit=' + LIST_LIMIT),
+        api('GET', '/jobs?state=failed&limit=' + LIST_LIMIT),
+        api('GET', '/jobs?state=created&state=retry&limit=' + LIST_LIMIT + (queues ? '&' + queues : '')),
+      ]);
+    }).then(function (results) {
       renderQueues(results[0], results[1]);
       renderDeadLetters(results[2], results[0]);
       renderFailed(results[3], results[0]);

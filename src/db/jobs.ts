@@ -64,9 +64,11 @@ export function decodeCursor(cursor: string): { micros: string; id: string } {
   return { micros, id };
 }
 
+/** `rows` were read with limit + 1, so a next page exists exactly when the extra row came back. */
 function page<R extends { cursorMicros: string | number; id: string }, T>(rows: R[], limit: number, view: (row: R) => T): Page<T> {
-  const last = rows.length === limit ? rows[rows.length - 1] : undefined;
-  return { items: rows.map(view), nextCursor: last ? encodeCursor(last.cursorMicros, last.id) : null };
+  const items = rows.slice(0, limit);
+  const last = rows.length > limit ? items[items.length - 1] : undefined;
+  return { items: items.map(view), nextCursor: last ? encodeCursor(last.cursorMicros, last.id) : null };
 }
 
 function jobView({ cursorMicros: _, ...job }: JobRow): JobView {
@@ -108,7 +110,7 @@ export interface ListJobsOptions {
 
 export async function listJobs(pool: Pool, options: ListJobsOptions): Promise<Page<JobView>> {
   const after = options.cursor ? decodeCursor(options.cursor) : null;
-  const { text, values } = ops.listJobs({ queues: options.queues, states: options.states, after, limit: options.limit });
+  const { text, values } = ops.listJobs({ queues: options.queues, states: options.states, after, limit: options.limit + 1 });
   const { rows } = await pool.query<JobRow>(text, values);
   return page(rows, options.limit, jobView);
 }
@@ -219,7 +221,7 @@ export interface DeadLetterView {
 
 export async function listDeadLetters(pool: Pool, deadLetterQueues: string[], cursor: string | null, limit: number): Promise<Page<DeadLetterView>> {
   const after = cursor ? decodeCursor(cursor) : null;
-  const { text, values } = ops.listDeadLetters({ deadLetterQueues, after, limit });
+  const { text, values } = ops.listDeadLetters({ deadLetterQueues, after, limit: limit + 1 });
   const { rows } = await pool.query<DeadLetterView & { cursorMicros: string | number }>(text, values);
   return page(rows, limit, ({ cursorMicros: _, ...row }) => row);
 }

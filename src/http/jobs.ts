@@ -58,7 +58,7 @@ const enqueueOptionsSchema = {
 } as const;
 
 interface ListQuery {
-  queue?: string;
+  queue?: string[];
   state?: string[];
   limit: number;
   cursor?: string;
@@ -97,7 +97,7 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
         type: 'object',
         additionalProperties: false,
         properties: {
-          queue: { type: 'string', enum: names },
+          queue: { type: 'array', items: { type: 'string', enum: names }, maxItems: names.length, description: 'repeat for several: queue=a&queue=b' },
           state: { type: 'array', items: { type: 'string', enum: JOB_STATES }, maxItems: JOB_STATES.length, description: 'repeat for several: state=created&state=retry' },
           limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
           cursor: { type: 'string', maxLength: 200, description: 'nextCursor of the previous page' },
@@ -115,7 +115,7 @@ export const jobRoutes: FastifyPluginAsync = async (app) => {
   }, async (request) => {
     const query = request.query as ListQuery;
     const result = await listJobs(pool, {
-      queues: query.queue ? [query.queue] : names,
+      queues: query.queue?.length ? query.queue : names,
       states: query.state?.length ? query.state : null,
       cursor: query.cursor ?? null,
       limit: query.limit,

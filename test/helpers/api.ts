@@ -41,13 +41,17 @@ export async function listingIds(db: TestDatabase, count: number): Promise<strin
   return rows.map((r) => r.id);
 }
 
+let failedJobs = 0;
+
 /**
  * A search-sync job for `rowId` that pg-boss itself failed for good: sent with no retries left,
- * claimed and failed, so pg-boss also put its copy in the dead-letter queue.
+ * claimed and failed, so pg-boss also put its copy in the dead-letter queue. Needs a service
+ * without Elasticsearch, whose workers claim nothing.
  */
 export async function failedSyncJob(boss: PgBoss, rowId: string, error = { status: 400, error: 'document_parsing_exception', reason: 'failed to parse field [price_cents]' }): Promise<string> {
   const queue = 'search-sync.listings';
-  const id = await boss.send(queue, { table: 'listings', id: rowId }, { singletonKey: rowId, retryLimit: 0 });
+  // A priority above any job sent before, so the claim below takes this one whatever else waits.
+  const id = await boss.send(queue, { table: 'listings', id: rowId }, { singletonKey: rowId, retryLimit: 0, priority: 1_000_000 + ++failedJobs });
   if (!id) throw new Error(`a job for ${rowId} is already waiting`);
   const [job] = await boss.fetch(queue, { batchSize: 1 });
   if (job?.id !== id) throw new Error('another job of the queue was claimed first');
