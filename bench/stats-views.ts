@@ -116,14 +116,21 @@ async function measure(db: BenchDatabase, sql: string): Promise<{ median: number
   return { median: median(times), p95: percentile(times, 95) };
 }
 
-/** The plan inside queue.queue_stats(), which EXPLAIN of the view shows only as a function scan. */
+/**
+ * The plans inside queue.queue_stats() and the queue.queue_gauges() it reads, which EXPLAIN of the
+ * view shows only as function scans.
+ */
 async function statsPlan(db: BenchDatabase): Promise<string> {
-  const { rows: [fn] } = await db.pool.query<{ src: string }>(`SELECT prosrc AS src FROM pg_proc WHERE oid = 'queue.queue_stats()'::regprocedure`);
   const client = await db.pool.connect();
   try {
-    await client.query('SET jit = off');
-    const { rows } = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ${fn!.src}`);
-    return rows.map((r) => r['QUERY PLAN']).join('\n');
+    await client.query('SET jit = off'); // as the functions run
+    const plans: string[] = [];
+    for (const fn of ['queue.queue_gauges()', 'queue.queue_stats()']) {
+      const { rows: [source] } = await client.query<{ src: string }>(`SELECT prosrc AS src FROM pg_proc WHERE oid = $1::regprocedure`, [fn]);
+      const { rows } = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ${source!.src}`);
+      plans.push(`-- ${fn}\n${rows.map((r) => r['QUERY PLAN']).join('\n')}`);
+    }
+    return plans.join('\n\n');
   } finally {
     client.release();
   }
@@ -163,5 +170,5 @@ console.log(table(results.map((r) => ({
   [`within ${BUDGET_MS} ms`]: r.ours.p95 <= BUDGET_MS ? 'yes' : 'no',
 }))));
 for (const r of results) {
-  if (r.plan) console.log(`\nplan of queue.queue_stats() (${r.shape}):\n${r.plan}`);
+  if (r.plan) console.log(`\nplans (${r.shape}):\n${r.plan}`);
 }
