@@ -324,7 +324,7 @@ REVOKE ALL ON FUNCTION queue.replay_dead_letters(text, uuid[]) FROM PUBLIC;
 REVOKE ALL ON queue.stats, queue.throughput, queue.recent_failures, queue.dead_letters FROM PUBLIC;
 
 -- Read access to the stats views for a monitoring role: SELECT on the views and EXECUTE on the
--- function they call, nothing on pgboss or on the functions that change jobs. Run it again for a
+-- functions behind them, nothing on pgboss or on the functions that change jobs. Run it again for a
 -- role created after this migration:  SELECT queue.grant_monitoring('queue_monitor');
 CREATE FUNCTION queue.grant_monitoring(role_name regrole) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
