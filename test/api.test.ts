@@ -215,6 +215,13 @@ t.test('POST /dead-letters/replay sends the given dead letters back as fresh job
   t.match(await waitingJobs(api, row), [{ state: 'created' }], 'the row has a job waiting again');
   t.same(await api.db.query(`SELECT 1 FROM pgboss.job WHERE id = $1`, [dead!.id]), [], 'the dead letter is gone');
 
+  const other = randomUUID();
+  await failedSyncJob(api.service.boss, other);
+  const [otherDead] = await api.db.query<{ id: string }>(`SELECT id FROM pgboss.job WHERE name = $1 AND singleton_key = $2`, [DEAD, other]);
+  const partly = await api.call('POST', '/api/v1/queue/dead-letters/replay', { body: { queue: DEAD, ids: [otherDead!.id, dead!.id] } });
+  t.equal(partly.statusCode, 200, 'by the dead-letter queue\'s name too');
+  t.match(json(partly), { replayed: 1, replayedIds: [otherDead!.id], notFoundIds: [dead!.id] }, 'an id already replayed is reported, not an error');
+
   const gone = await api.call('POST', '/api/v1/queue/dead-letters/replay', { body: { queue: DEAD, ids: [dead!.id] } });
   t.equal(gone.statusCode, 404);
   t.match(json(gone), { message: `none of the 1 id(s) is a dead letter waiting in ${DEAD}` });
