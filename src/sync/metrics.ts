@@ -1,16 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { QueueGaugeRow } from '../db/jobs.ts';
 
 /** What the database says about one queue, read on each scrape (queue.queue_gauges()). */
-export interface QueueGauges {
-  queue: string;
-  queued: number;
-  deferred: number;
-  retrying: number;
-  active: number;
-  failed: number;
-  dead_lettered: number;
-  oldest_waiting_seconds: number | null;
-}
+type QueueGauges = QueueGaugeRow;
 
 const GAUGE_STATES = ['queued', 'deferred', 'retrying', 'active', 'failed'] as const;
 
