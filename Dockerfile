@@ -32,6 +32,7 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
 COPY migrations ./migrations
 COPY supabase ./supabase
+COPY dashboard ./dashboard
 # The official image's unprivileged user; the files above stay root-owned and read-only to it.
 USER node
 EXPOSE 3000

@@ -112,16 +112,15 @@ const variants: Variant[] = [
   { name: 'queue-service (shipped)', setup: () => benchDatabase('queue', { withQueue: true }) },
 ];
 
-async function singleRowWrites(db: BenchDatabase): Promise<number> {
+/** ROWS single-row statements from CLIENTS connections at once; rows per second. */
+async function fromClients(db: BenchDatabase, statement: (client: number, i: number) => { name: string; text: string; values: unknown[] }): Promise<number> {
   const perClient = Math.ceil(ROWS / CLIENTS);
   const clients = await Promise.all(Array.from({ length: CLIENTS }, () => db.pool.connect()));
   try {
     const { ms } = await timed(() =>
       Promise.all(
         clients.map(async (client, c) => {
-          for (let i = 0; i < perClient; i++) {
-            await client.query({ name: 'insert-one', text: INSERT_ONE, values: [`listing ${c}-${i}`, i] });
-          }
+          for (let i = 0; i < perClient; i++) await client.query(statement(c, i));
         }),
       ),
     );
@@ -130,6 +129,9 @@ async function singleRowWrites(db: BenchDatabase): Promise<number> {
     clients.forEach((c) => c.release());
   }
 }
+
+const singleRowWrites = (db: BenchDatabase) =>
+  fromClients(db, (c, i) => ({ name: 'insert-one', text: INSERT_ONE, values: [`listing ${c}-${i}`, i] }));
 
 const HOT_ROWS = 1000;
 
@@ -141,22 +143,11 @@ async function hotRowUpdates(db: BenchDatabase): Promise<number> {
   );
   const ids = rows.map((r) => r.id);
   const perClient = Math.ceil(ROWS / CLIENTS);
-  const clients = await Promise.all(Array.from({ length: CLIENTS }, () => db.pool.connect()));
-  try {
-    const { ms } = await timed(() =>
-      Promise.all(
-        clients.map(async (client, c) => {
-          for (let i = 0; i < perClient; i++) {
-            const id = ids[(c * perClient + i * 7) % ids.length];
-            await client.query({ name: 'update-one', text: 'UPDATE listings SET price_cents = price_cents + 1 WHERE id = $1', values: [id] });
-          }
-        }),
-      ),
-    );
-    return (perClient * CLIENTS) / (ms / 1000);
-  } finally {
-    clients.forEach((c) => c.release());
-  }
+  return fromClients(db, (c, i) => ({
+    name: 'update-one',
+    text: 'UPDATE listings SET price_cents = price_cents + 1 WHERE id = $1',
+    values: [ids[(c * perClient + i * 7) % ids.length]],
+  }));
 }
 
 async function bulkStatement(db: BenchDatabase): Promise<number> {

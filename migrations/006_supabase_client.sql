@@ -149,11 +149,10 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
   ORDER BY q.name
 $$;
 
--- Functions are executable by PUBLIC unless revoked one by one: 001's ALTER DEFAULT PRIVILEGES IN
--- SCHEMA queue cannot take away a global default (Postgres only adds per-schema defaults to it), and
--- until now no role outside the owner had USAGE on the schema to notice. service_role gets USAGE
--- below, so take EXECUTE from PUBLIC on every function of the schema first. Later migrations revoke
--- their own functions; test/supabase-functions.test.ts fails when one is reachable by service_role.
+-- Functions are executable by PUBLIC unless revoked one by one (a per-schema default privilege
+-- cannot take a global default away). service_role gets USAGE on the schema below, so take EXECUTE
+-- from PUBLIC on every function of the schema first. Later migrations revoke their own functions;
+-- test/supabase-functions.test.ts fails when one is reachable by service_role.
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA queue FROM PUBLIC;
 
 -- service_role only. On Supabase the roles always exist; elsewhere (plain Postgres, the demo) the

@@ -10,6 +10,7 @@ import { reconcileCommand } from './reconcile.ts';
 import { reindexCommand } from './reindex.ts';
 import { exitOnSignals, runService } from './start.ts';
 import { HelpRequested, requireDatabaseUrl, UsageError } from './usage.ts';
+import { printStats } from './stats.ts';
 
 interface Command {
   summary: string;
@@ -46,6 +47,14 @@ const commands: Record<string, Command> = {
   'migrate-legacy': {
     summary: 'move elasticsearch_sync_queue rows into the queues and drop the legacy triggers [--dry-run] [--rollback]',
     run: migrateLegacyCommand,
+  },
+  stats: {
+    summary: 'print queue.stats as a table (--json for the rows as JSON)',
+    async run(args, env) {
+      const unknown = args.filter((a) => a !== '--json');
+      if (unknown.length > 0) throw new UsageError(`unknown option ${unknown.join(' ')} (stats takes only --json)`);
+      return printStats(requireDatabaseUrl(env, 'stats'), args, process.stdout);
+    },
   },
 };
 

@@ -171,6 +171,13 @@ const variables = {
     parse: (raw: string, name: string) => (raw.length >= 16 ? raw : fail(name, 'must be at least 16 characters')),
     fallback: undefined as string | undefined,
   },
+  dashboardSessionSeconds: {
+    name: 'DASHBOARD_SESSION_SECONDS',
+    description: 'How long a dashboard sign-in lasts. Sessions also end when the service restarts or API_TOKEN changes.',
+    defaultText: '28800',
+    parse: integer(1, 30 * 86_400),
+    fallback: 28_800,
+  },
   logLevel: {
     name: 'LOG_LEVEL',
     description: `pino log level (${LOG_LEVELS.join(', ')}).`,

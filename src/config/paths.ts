@@ -21,3 +21,4 @@ export const seedFile = join(packageRoot, 'supabase', 'seed.sql');
 export const supabaseRolesFile = join(packageRoot, 'docker', 'postgres-init', '10-supabase-roles.sql');
 /** The email templates that ship with the service (EMAIL_TEMPLATES_DIR replaces them). */
 export const emailTemplatesDir = join(packageRoot, 'templates', 'email');
+export const dashboardDir = join(packageRoot, 'dashboard');

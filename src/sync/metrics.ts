@@ -1,4 +1,13 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { QueueGaugeRow } from '../db/jobs.ts';
+
+/** What the database says about one queue, read on each scrape (queue.queue_gauges()). */
+type QueueGauges = QueueGaugeRow;
+
+const GAUGE_STATES = ['queued', 'deferred', 'retrying', 'active', 'failed'] as const;
+
+/** Scrapes within this long of a read share it, so one scrape reads the database once. */
+const GAUGE_READ_TTL_MS = 1000;
 
 /** Every metric the service exports, on one registry (no global state: tests build their own). */
 export class Metrics {
@@ -41,7 +50,73 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  #readGauges: (() => Promise<QueueGauges[]>) | null = null;
+  #onGaugeError: (err: Error) => void = () => {};
+  #lastRead: { at: number; rows: Promise<QueueGauges[] | null> } | null = null;
+
+  readonly queueJobs = new Gauge({
+    name: 'queue_service_queue_jobs',
+    help: 'Jobs in each queue by state (queued, deferred, retrying, active, failed), read from the database on scrape.',
+    labelNames: ['queue', 'state'] as const,
+    registers: [this.registry],
+    collect: async () => this.#collect((rows) => {
+      for (const row of rows) for (const state of GAUGE_STATES) this.queueJobs.set({ queue: row.queue, state }, row[state]);
+    }, () => this.queueJobs.reset()),
+  });
+
+  readonly deadLetters = new Gauge({
+    name: 'queue_service_queue_dead_letters',
+    help: 'Jobs waiting in the dead-letter queue that each queue feeds, read from the database on scrape.',
+    labelNames: ['queue'] as const,
+    registers: [this.registry],
+    collect: async () => this.#collect((rows) => {
+      for (const row of rows) this.deadLetters.set({ queue: row.queue }, row.dead_lettered);
+    }, () => this.deadLetters.reset()),
+  });
+
+  readonly oldestWaiting = new Gauge({
+    name: 'queue_service_queue_oldest_waiting_seconds',
+    help: 'Age of the oldest queued or retrying job of each queue (its sync lag); 0 when none waits.',
+    labelNames: ['queue'] as const,
+    registers: [this.registry],
+    collect: async () => this.#collect((rows) => {
+      for (const row of rows) this.oldestWaiting.set({ queue: row.queue }, row.oldest_waiting_seconds ?? 0);
+    }, () => this.oldestWaiting.reset()),
+  });
+
+  readonly gaugesUp = new Gauge({
+    name: 'queue_service_queue_gauges_up',
+    help: '1 when the last scrape read the queue gauges from the database, 0 when that failed.',
+    registers: [this.registry],
+    collect: async () => this.#collect(() => this.gaugesUp.set(1), () => this.gaugesUp.set(0)),
+  });
+
   constructor({ processMetrics = true } = {}) {
     if (processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'queue_service_' });
+  }
+
+  /** Where the queue gauges come from; until this is called they export nothing. */
+  trackQueues(read: () => Promise<QueueGauges[]>, onError: (err: Error) => void): void {
+    this.#readGauges = read;
+    this.#onGaugeError = onError;
+  }
+
+  async #collect(apply: (rows: QueueGauges[]) => void, clear: () => void): Promise<void> {
+    const rows = await this.#gauges();
+    clear();
+    if (rows) apply(rows);
+  }
+
+  #gauges(): Promise<QueueGauges[] | null> {
+    const read = this.#readGauges;
+    if (!read) return Promise.resolve(null);
+    const now = Date.now();
+    if (this.#lastRead && now - this.#lastRead.at < GAUGE_READ_TTL_MS) return this.#lastRead.rows;
+    const rows = read().catch((err: Error) => {
+      this.#onGaugeError(err);
+      return null;
+    });
+    this.#lastRead = { at: now, rows };
+    return rows;
   }
 }

@@ -31,7 +31,8 @@ t.test('Elasticsearch down for longer than the retry budget: replaying the dead 
   const budget = { SYNC_RETRY_LIMIT: '2', SYNC_RETRY_DELAY_SECONDS: '1', SYNC_RETRY_DELAY_MAX_SECONDS: '1' };
   const db = await createTestDatabase(t, { env: budget });
   await syncExistingRows(db);
-  const service = await startService(t, db, fake.url, budget);
+  const token = 'fault-suite-api-token-0123456789';
+  const service = await startService(t, db, fake.url, { ...budget, API_TOKEN: token });
   const writer = startWriter(db);
   fake.faults.request = bulkOnly(503);
   await sleep(10_000);
@@ -41,7 +42,10 @@ t.test('Elasticsearch down for longer than the retry budget: replaying the dead 
   const [dead] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pgboss.job WHERE name = 'search-sync.listings.dead'`);
   t.ok(dead!.n > 0, `${dead!.n} jobs dead-lettered during the outage`);
   const replayStarted = Date.now();
-  while ((await service.boss.redrive('search-sync.listings.dead')) > 0);
+  // What an operator does: replay the queue's dead letters through the API.
+  const replay = await service.app.inject({ method: 'POST', url: '/api/v1/queue/dead-letters/replay', headers: { authorization: `Bearer ${token}` }, payload: { queue: 'search-sync.listings' } });
+  t.equal(replay.statusCode, 200, replay.body);
+  t.equal(replay.json().replayed, dead!.n, 'every dead letter replayed');
   const { last } = await converge(db, fake);
   // Counted from the replay: until then the dead letters wait for an operator, by design.
   report(t, { scenario: 'Elasticsearch down past the retry budget, then dead letters replayed', injected: '503 on every bulk; retry budget of 2 retries', faultSeconds: 10, rowsWritten: writtenRows(stats), convergeSeconds: (Date.now() - replayStarted) / 1000 }, last);
