@@ -33,6 +33,7 @@ COPY --from=build /app/dist/src ./dist/src
 COPY migrations ./migrations
 COPY supabase ./supabase
 COPY dashboard ./dashboard
+COPY templates ./templates
 # The official image's unprivileged user; the files above stay root-owned and read-only to it.
 USER node
 EXPOSE 3000

@@ -129,6 +129,8 @@ t.test("the image's build and start commands: the compiled service starts, syncs
   const [checkCommand, ...checkArgs] = JSON.parse(healthcheck) as string[];
   const check = spawnSync(checkCommand!, checkArgs, { env: { ...process.env, PORT: new URL(url).port }, encoding: 'utf8' });
   t.equal(check.status, 0, 'the HEALTHCHECK command passes');
+  await eventually(async () => out.includes('"queue":"external-api"') && out.includes('task queue paused'), { timeoutMs: 10_000 });
+  t.notMatch(out, 'task queue not started', 'the compiled task handlers load from dist/src/jobs/handlers');
 
   const [row] = await db.query<{ id: string }>(`INSERT INTO listings (seller_id, title, price_cents) VALUES (gen_random_uuid(), 'from the image', 10) RETURNING id`);
   const doc = await eventually(() => backend.doc('listings', row!.id), { timeoutMs: 30_000 });

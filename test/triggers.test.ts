@@ -198,9 +198,10 @@ t.test('inventory items enqueue into their own queue, and a cascaded delete enqu
   await db.query(`DELETE FROM listings WHERE id = '8f4c2a9e-1b6d-4c3e-9a7f-000000000001'`);
   const jobs = await db.query(`SELECT name, singleton_key FROM pgboss.job ORDER BY name`);
   t.same(jobs, [
+    { name: 'image-cleanup', singleton_key: null },
     { name: 'search-sync.inventory_items', singleton_key: 'c3d9e1f0-2a4b-4c5d-8e6f-000000000001' },
     { name: 'search-sync.listings', singleton_key: '8f4c2a9e-1b6d-4c3e-9a7f-000000000001' },
-  ]);
+  ], 'the deleted item had images: their cleanup is enqueued too');
 });
 
 t.test('with the pgboss schema at another version, writes succeed and are held, then released by migrate', async (t) => {
