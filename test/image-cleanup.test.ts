@@ -3,7 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { createSupabaseStorage } from '../src/jobs/storage.ts';
-import { createTestDatabase, eventually } from './helpers/database.ts';
+import { connect, createTestDatabase, eventually } from './helpers/database.ts';
 import { waitForJob } from './helpers/jobs.ts';
 import { startService } from './helpers/service.ts';
 
@@ -36,6 +36,17 @@ t.test('deleting inventory items deletes their images from the local folder, and
   t.notOk(existsSync(join(dir, 'items', 'a.jpg')));
   t.notOk(existsSync(join(dir, 'items', 'b b.jpg')));
   t.ok(existsSync(join(root, 'secret.txt')), 'a URL that climbs out of the folder deletes nothing');
+});
+
+t.test("an app user's delete (authenticated, under RLS) enqueues the cleanup, though the role can touch no queue object", async (t) => {
+  const db = await createTestDatabase(t);
+  await db.query(`UPDATE inventory_items SET image_urls = '{https://cdn.shop.example/images/u.jpg}' WHERE sku = 'TBL-OAK-180'`);
+  const client = await connect(db.url, 'authenticated');
+  t.teardown(() => client.end());
+  await client.query(`DELETE FROM inventory_items WHERE sku = 'TBL-OAK-180'`);
+  await t.rejects(client.query(`SELECT queue.enqueue_jobs('image-cleanup', ARRAY['{}'::jsonb])`), { code: '42501' });
+  const jobs = await db.query<{ data: unknown }>(`SELECT data FROM pgboss.job WHERE name = 'image-cleanup'`);
+  t.match(jobs, [{ data: { sku: 'TBL-OAK-180', imageUrls: ['https://cdn.shop.example/images/u.jpg'] } }]);
 });
 
 t.test('a delete that rolls back enqueues no cleanup', async (t) => {
