@@ -14,6 +14,12 @@ const PERIOD_MS = 1000;
 const JOBS = 15;
 /** Between a permit and its call's arrival a process adds a few ms of its own; allow for that much. */
 const JITTER_MS = 100;
+/**
+ * Each call takes this long, and each process runs two calls at a time (one job per batch, two
+ * batches): when a window opens, one process can take only two of its three permits, so the
+ * other always gets calls too.
+ */
+const CALL_MS = 200;
 
 interface Call {
   at: number;
@@ -37,6 +43,7 @@ async function partnerApi(t: Test) {
       return;
     }
     calls.push({ at, path: req.url!, authorization: req.headers.authorization, idempotencyKey: req.headers['idempotency-key'] as string | undefined, body: body ? JSON.parse(body) : undefined });
+    await new Promise((resolve) => setTimeout(resolve, CALL_MS));
     res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ received: req.url }));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -50,11 +57,11 @@ t.test('two service processes together stay within the rate limit of the externa
   const env = {
     EXTERNAL_API_URL: api.url,
     EXTERNAL_API_TOKEN: 'partner-token-0123456789',
-    QUEUE_OVERRIDES: JSON.stringify({ 'external-api': { rateLimit: { limit: LIMIT, periodSeconds: PERIOD_MS / 1000 }, batchSize: 3, concurrency: 2, pollingIntervalSeconds: 1 } }),
+    QUEUE_OVERRIDES: JSON.stringify({ 'external-api': { rateLimit: { limit: LIMIT, periodSeconds: PERIOD_MS / 1000 }, batchSize: 1, concurrency: 2, pollingIntervalSeconds: 1 } }),
   };
   const services = [spawnService(t, db, null, env), spawnService(t, db, null, env)];
   await Promise.all(services.map((s) => s.url));
-  await eventually(async () => services.every((s) => s.output().includes('"msg":"task queue running"') && s.output().includes('"queue":"external-api"')), { timeoutMs: 20_000 });
+  await eventually(async () => services.every((s) => /"queue":"external-api".*"msg":"task queue running"/.test(s.output())), { timeoutMs: 20_000 });
 
   const started = performance.now();
   for (let i = 0; i < JOBS; i++) await send(db, 'external-api', { method: 'POST', path: `/orders/${i}`, body: { order: i }, idempotencyKey: `order-${i}` });

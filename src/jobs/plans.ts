@@ -23,3 +23,9 @@ export const exhaustRetries = statement(
   `UPDATE pgboss.job SET retry_limit = retry_count
    WHERE name = $1 AND id = $2 AND retry_count = $3 AND state = 'active'`,
 );
+
+/** The rate limit `migrate` registered for queue $1 (the last migrate wins, for every process). */
+export const registeredRateLimit = statement(
+  'registered-rate-limit',
+  'SELECT rate_limit AS "limit", rate_period_seconds AS "periodSeconds" FROM queue.task_queues WHERE name = $1',
+);

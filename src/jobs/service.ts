@@ -3,9 +3,10 @@ import { fileURLToPath } from 'node:url';
 import type { PgBoss } from 'pg-boss';
 import type { Env } from '../config/env.ts';
 import type { Logger } from '../config/logger.ts';
-import type { QueueConfig, WorkerSettings } from '../config/queues.ts';
+import type { QueueConfig, RateLimit } from '../config/queues.ts';
 import type { Pool } from '../db/pool.ts';
 import type { RunningHandler, TaskHandler } from './handler.ts';
+import * as plans from './plans.ts';
 import { TaskWorker, type JobMetrics } from './worker.ts';
 
 export type TaskQueueState =
@@ -87,13 +88,24 @@ export class TaskService {
       return;
     }
     const queueLog = log.child({ queue: queue.name });
+    // The limit is the one migrate registered, not this process's own reading of the config: every
+    // process then takes permits (or not) alike, also one started with MIGRATE_ON_START=false.
+    const rateLimit = await this.#registeredRateLimit(queue.name);
+    const { rateLimit: _configured, ...rest } = queue;
+    const worked = { ...rest, worker: queue.worker, ...(rateLimit ? { rateLimit } : {}) };
     const running = await handler.start({ env, pool, log: queueLog });
     this.#running.push(running);
-    const worker = new TaskWorker({ boss, pool, queue: queue as QueueConfig & { worker: WorkerSettings }, handler: running, metrics, log: queueLog });
+    const worker = new TaskWorker({ boss, pool, queue: worked, handler: running, metrics, log: queueLog });
     await worker.start();
     this.#workers.push(worker);
     this.#states.set(queue.name, { queue: queue.name, status: 'running' });
-    log.info({ queue: queue.name, ...queue.worker, rateLimit: queue.rateLimit ?? null }, 'task queue running');
+    log.info({ queue: queue.name, ...queue.worker, rateLimit: rateLimit ?? null }, 'task queue running');
+  }
+
+  async #registeredRateLimit(queue: string): Promise<RateLimit | null> {
+    const { rows: [row] } = await this.#deps.pool.query<{ limit: number | null; periodSeconds: number | null }>({ ...plans.registeredRateLimit, values: [queue] });
+    if (!row) throw new Error(`${queue} is not registered in queue.task_queues: run migrate`);
+    return row.limit !== null && row.periodSeconds !== null ? { limit: row.limit, periodSeconds: row.periodSeconds } : null;
   }
 
   /** Stops claiming, waits for the jobs in flight, then closes the handlers. */
