@@ -88,7 +88,7 @@ async function waitForDocuments(es: FakeElasticsearch, count: number, timeoutMs 
 /** A backlog already in the queue when the service starts: pure drain rate. */
 async function backlog(rows: number, extra: Record<string, string> = {}) {
   const db = await benchDatabase('sync_backlog', { withQueue: true });
-  const es = await new FakeElasticsearch().start();
+  const es = await new FakeElasticsearch({ record: false }).start();
   try {
     await insertRows(db.pool, rows);
     const started = performance.now();
@@ -106,7 +106,7 @@ async function backlog(rows: number, extra: Record<string, string> = {}) {
 /** Writers inserting as fast as they can while the service syncs: committed -> acknowledged. */
 async function steady(rows: number) {
   const db = await benchDatabase('sync_steady', { withQueue: true });
-  const es = await new FakeElasticsearch().start();
+  const es = await new FakeElasticsearch({ record: false }).start();
   const service = await startService(db, es);
   try {
     const clients = 10;
@@ -169,7 +169,7 @@ async function latency() {
  */
 async function bullmq(rows: number) {
   const db = await benchDatabase('sync_bullmq');
-  const es = await new FakeElasticsearch().start();
+  const es = await new FakeElasticsearch({ record: false }).start();
   await fetch(`${es.url}/listings_v1`, { method: 'PUT', body: JSON.stringify({ aliases: { listings: {} } }), headers: { 'content-type': 'application/json' } });
   const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
   const workerConnection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });

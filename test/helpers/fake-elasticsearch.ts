@@ -44,8 +44,29 @@ interface Json {
   [key: string]: unknown;
 }
 
+/** An index's documents, counting the live ones as they change (benches count millions often). */
+export class DocumentStore extends Map<string, StoredDocument> {
+  live = 0;
+
+  override set(id: string, doc: StoredDocument): this {
+    if (super.get(id)?.source) this.live--;
+    if (doc.source) this.live++;
+    return super.set(id, doc);
+  }
+
+  override delete(id: string): boolean {
+    if (super.get(id)?.source) this.live--;
+    return super.delete(id);
+  }
+
+  override clear(): void {
+    this.live = 0;
+    super.clear();
+  }
+}
+
 export class FakeElasticsearch {
-  readonly indices = new Map<string, { docs: Map<string, StoredDocument>; mappings: unknown; settings: unknown }>();
+  readonly indices = new Map<string, { docs: DocumentStore; mappings: unknown; settings: unknown }>();
   readonly aliases = new Map<string, Set<string>>(); // alias -> indices
   readonly templates = new Map<string, Json>();
   readonly bulkRequests: BulkItemInput[][] = [];
@@ -56,6 +77,12 @@ export class FakeElasticsearch {
   faults: Faults = {};
   #server: Server | null = null;
   url = '';
+  /** Keep every bulk request in bulkRequests and bulkLog; a bench draining millions turns it off. */
+  readonly #record: boolean;
+
+  constructor({ record = true } = {}) {
+    this.#record = record;
+  }
 
   async start(): Promise<this> {
     this.#server = createServer((req, res) => {
@@ -93,7 +120,7 @@ export class FakeElasticsearch {
   }
 
   count(name: string): number {
-    return this.documents(name).size;
+    return this.#resolve(name).reduce((n, index) => n + (this.indices.get(index)?.docs.live ?? 0), 0);
   }
 
   /** Bulk items received for an alias or index, in order. */
@@ -140,10 +167,13 @@ export class FakeElasticsearch {
       this.onBulk?.(raw.split('\n').filter(Boolean).length);
       const held = this.faults.holdBulk?.(this.#parseBulk(raw, parts[1] === '_bulk' ? parts[0] : undefined));
       if (held) await held;
-      const result = this.#bulk(raw, parts[1] === '_bulk' ? parts[0] : undefined);
-      const entry = { start, end: start, ids: this.bulkRequests.at(-1)!.map((i) => i.id) };
-      this.bulkLog.push(entry);
-      res.on('finish', () => (entry.end = Date.now()));
+      const { result, received } = this.#bulk(raw, parts[1] === '_bulk' ? parts[0] : undefined);
+      if (this.#record) {
+        this.bulkRequests.push(received);
+        const entry = { start, end: start, ids: received.map((i) => i.id) };
+        this.bulkLog.push(entry);
+        res.on('finish', () => (entry.end = Date.now()));
+      }
       return this.#send(res, 200, result, this.faults.bulkDelayMs ?? 0);
     }
     if (parts[0] === '_cluster' && parts[1] === 'health') return this.#send(res, 200, { status: 'green' });
@@ -196,7 +226,7 @@ export class FakeElasticsearch {
       // index, and what the request itself names wins over it.
       const template = this.#matchingTemplate(name)?.template as Json | undefined;
       this.indices.set(name, {
-        docs: new Map(),
+        docs: new DocumentStore(),
         mappings: b.mappings ?? template?.mappings,
         settings: { ...(template?.settings as Json | undefined), ...(b.settings as Json | undefined) },
       });
@@ -337,11 +367,10 @@ export class FakeElasticsearch {
     return received;
   }
 
-  #bulk(raw: string, defaultIndex: string | undefined): Json {
+  #bulk(raw: string, defaultIndex: string | undefined): { result: Json; received: BulkItemInput[] } {
     const received = this.#parseBulk(raw, defaultIndex);
     const items = received.map((item) => ({ [item.action]: this.#apply(item) }));
-    this.bulkRequests.push(received);
-    return { took: 1, errors: items.some((it) => Number((Object.values(it)[0] as Json).status) >= 300), items };
+    return { received, result: { took: 1, errors: items.some((it) => Number((Object.values(it)[0] as Json).status) >= 300), items } };
   }
 
   #apply(item: BulkItemInput): Json {
