@@ -11,7 +11,7 @@ import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { packageRoot } from '../src/config/paths.ts';
 import { FakeElasticsearch } from '../test/helpers/fake-elasticsearch.ts';
-import { benchDatabase, fmt, percentile, table } from './lib.ts';
+import { benchDatabase, fmt, percentile, benchNodeFlags, table } from './lib.ts';
 
 const ROWS = Number(process.env.ROWS ?? 1_000_000);
 const WRITE_SECONDS = 10;
@@ -56,7 +56,7 @@ try {
   await pool.query('VACUUM ANALYZE');
   const sizeBefore = await sizeMb(pool);
 
-  const child = spawn(process.execPath, ['--max-semi-space-size=8', join(packageRoot, 'src/cli/main.ts'), 'start'], {
+  const child = spawn(process.execPath, [...benchNodeFlags, join(packageRoot, 'src/cli/main.ts'), 'start'], {
     env: { ...process.env, DATABASE_URL: db.url, ELASTICSEARCH_URL: es.url, MIGRATE_ON_START: 'false', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

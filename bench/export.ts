@@ -2,8 +2,9 @@
 // same run: the same export of 200,000 and of 10,000 rows (constant memory means the same peak
 // once V8's heap has reached its working size), and a naive export that reads every row with one
 // query before writing (what streaming avoids). Each export runs in a child process of its own,
-// with the service's own V8 flag (package.json `start`, the Dockerfile), so each peak RSS is that
-// export's alone.
+// with the service's own V8 flags (package.json `start`, the Dockerfile), so each peak RSS is that
+// export's alone. The naive baseline runs without the service's heap cap: under it, it would die
+// out of memory before its peak could be read.
 //
 //   npm run bench:export                 1,000,000 listings, CSV and NDJSON
 //   BENCH_EXPORT_ROWS=200000 npm run bench:export
@@ -18,7 +19,7 @@ import { createLogger } from '../src/config/logger.ts';
 import type { ExportFormat } from '../src/config/task-queues.ts';
 import { createPool } from '../src/db/pool.ts';
 import { csvLine, exportRows } from '../src/jobs/export-rows.ts';
-import { benchDatabase, table } from './lib.ts';
+import { benchDatabase, benchNodeFlags, table } from './lib.ts';
 
 interface Measurement {
   mode: 'streaming' | 'naive';
@@ -76,8 +77,11 @@ async function child(url: string, mode: Measurement['mode'], format: ExportForma
   process.stdout.write(JSON.stringify(m));
 }
 
+const uncapped = benchNodeFlags.filter((flag) => !flag.startsWith('--max-old-space-size'));
+
 function measure(url: string, mode: Measurement['mode'], format: ExportFormat, limit: number): Measurement {
-  const run = spawnSync(process.execPath, ['--max-semi-space-size=8', fileURLToPath(import.meta.url), '--child', url, mode, format, String(limit)], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  const flags = mode === 'naive' ? uncapped : benchNodeFlags;
+  const run = spawnSync(process.execPath, [...flags, fileURLToPath(import.meta.url), '--child', url, mode, format, String(limit)], { encoding: 'utf8', maxBuffer: 1 << 20 });
   if (run.status !== 0) throw new Error(`${mode} ${format} ${limit}: ${run.stderr}`);
   return JSON.parse(run.stdout) as Measurement;
 }

@@ -80,3 +80,9 @@ export function table(rows: Record<string, string | number>[]): string {
 }
 
 export const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/** The V8 flags the service runs with in the container and under `npm start` (see the Dockerfile). */
+export const serviceNodeFlags = ['--max-semi-space-size=8', '--max-old-space-size=160'];
+
+/** What benches spawn the service with: the same flags, unless SERVICE_NODE_FLAGS tries others. */
+export const benchNodeFlags = process.env.SERVICE_NODE_FLAGS?.split(' ').filter(Boolean) ?? serviceNodeFlags;

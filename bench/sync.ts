@@ -14,7 +14,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { packageRoot } from '../src/config/paths.ts';
 import { FakeElasticsearch } from '../test/helpers/fake-elasticsearch.ts';
-import { benchDatabase, fmt, percentile, table, timed, type BenchDatabase } from './lib.ts';
+import { benchDatabase, fmt, percentile, benchNodeFlags, table, timed, type BenchDatabase } from './lib.ts';
 
 const BACKLOG = Number(process.env.BACKLOG ?? 100_000);
 const STEADY = Number(process.env.STEADY ?? 20_000);
@@ -50,8 +50,7 @@ async function startService(db: BenchDatabase, es: FakeElasticsearch, extra: Rec
     LOG_LEVEL: 'warn',
     ...extra,
   };
-  // The flags the container and `npm start` run with (a small young generation keeps RSS down).
-  const child = spawn(process.execPath, ['--max-semi-space-size=8', join(packageRoot, 'src/cli/main.ts'), 'start'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [...benchNodeFlags, join(packageRoot, 'src/cli/main.ts'), 'start'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
   let peak = 0;
   const sampler = setInterval(() => (peak = Math.max(peak, rssMb(child.pid!))), 100);
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));

@@ -71,6 +71,17 @@ const bareJobInsert = `
   END $$;
   CREATE TRIGGER bare AFTER INSERT ON listings REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION queue.bare_listing_jobs();`;
 
+// The same floor without pg-boss's two foreign keys from job to queue: each job insert checks
+// them with a KEY SHARE lock on the one queue row every writer shares. Measured only to show
+// what the floor is made of; pg-boss's schema is not ours to change.
+const withoutQueueForeignKeys = `
+  DO $$ DECLARE fk record; BEGIN
+    FOR fk IN SELECT conrelid::regclass AS rel, conname FROM pg_constraint
+              WHERE connamespace = 'pgboss'::regnamespace AND contype = 'f' AND conname IN ('q_fkey', 'dlq_fkey') LOOP
+      EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.rel, fk.conname);
+    END LOOP;
+  END $$;`;
+
 // The shipped trigger without its document versions (what latest-state-wins costs a write).
 const withoutVersions = `
   DO $$ DECLARE src text; BEGIN
@@ -110,6 +121,11 @@ const variants: Variant[] = [
     insertOnly: true,
   },
   { name: 'floor: bare pg-boss job INSERT per statement', setup: () => benchDatabase('bare', { withQueue: true, extraSql: [bareJobInsert] }), insertOnly: true },
+  {
+    name: "floor without pg-boss's job → queue foreign keys",
+    setup: () => benchDatabase('barenofk', { withQueue: true, extraSql: [bareJobInsert, withoutQueueForeignKeys] }),
+    insertOnly: true,
+  },
   { name: 'queue-service without document versions', setup: () => benchDatabase('noversions', { withQueue: true, extraSql: [withoutVersions] }) },
   { name: 'queue-service, NOTIFY on every write', setup: () => benchDatabase('notifyall', { withQueue: true, extraSql: [notifyEveryWrite] }) },
   { name: 'queue-service (shipped)', setup: () => benchDatabase('queue', { withQueue: true }) },

@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import t from 'tap';
+import { serviceNodeFlags } from '../bench/lib.ts';
 import { packageRoot } from '../src/config/paths.ts';
 import { createTestDatabase, eventually } from './helpers/database.ts';
 import { fakeSearch } from './helpers/search.ts';
@@ -40,6 +41,11 @@ async function readDockerfile(): Promise<Stage[]> {
 
 const instruction = (stage: Stage, keyword: string) => stage.instructions.filter((i) => i.keyword === keyword);
 
+t.test('npm start runs the service with the V8 flags the container and the benches use', async (t) => {
+  const pkg = JSON.parse(await readFile(join(packageRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  t.equal(pkg.scripts.start, `node ${serviceNodeFlags.join(' ')} src/cli/main.ts start`);
+});
+
 t.test('the image is built on official Node 24 slim images and runs node directly, as a non-root user, with a health check', async (t) => {
   const stages = await readDockerfile();
   t.ok(stages.length >= 2, 'multi-stage');
@@ -47,7 +53,7 @@ t.test('the image is built on official Node 24 slim images and runs node directl
   const runtime = stages.at(-1)!;
   const users = instruction(runtime, 'USER').map((i) => i.args);
   t.ok(users.length > 0 && !['root', '0'].includes(users.at(-1)!), `runs as ${users.at(-1)}`);
-  t.same(JSON.parse(instruction(runtime, 'CMD')[0]!.args), ['node', '--max-semi-space-size=8', 'dist/src/cli/main.js', 'start'], 'node itself is PID 1, so SIGTERM reaches the service');
+  t.same(JSON.parse(instruction(runtime, 'CMD')[0]!.args), ['node', ...serviceNodeFlags, 'dist/src/cli/main.js', 'start'], 'node itself is PID 1, so SIGTERM reaches the service, with the V8 flags the benches measured');
   t.equal(instruction(runtime, 'ENTRYPOINT').length, 0);
   const healthcheck = instruction(runtime, 'HEALTHCHECK')[0]!.args;
   t.match(healthcheck, /CMD \["node", "-e", .*\/health/, 'the health check asks /health with node (slim images have no curl)');
