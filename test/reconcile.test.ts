@@ -28,8 +28,10 @@ async function seedDrift(db: TestDatabase, fake: FakeElasticsearch, ids: string[
   docs.delete(ids[0]!);
   await client.delete({ index: 'listings', id: ids[1]! });
   await client.close();
-  // Stale: an older version with older content, and one newer than the database ever issued.
-  docs.set(ids[2]!, { version: 1, source: { id: ids[2], title: 'an old title' } });
+  // Stale: an older version with older content (the row has moved on to a version the index
+  // never saw), and one newer than the database ever issued.
+  await db.query(`SELECT queue.bump_versions('public.listings', ARRAY[$1])`, [ids[2]]);
+  docs.set(ids[2]!, { version: (await version(db, ids[2]!)) - 1, source: { id: ids[2], title: 'an old title' } });
   docs.set(ids[3]!, { version: (await version(db, ids[3]!)) + 1000, source: { id: ids[3], title: 'from a database since restored' } });
   // Orphans: a row deleted long ago whose document stayed, and an id that is no key at all.
   const gone = randomUUID();

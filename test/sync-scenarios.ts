@@ -56,6 +56,22 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: 'an id deleted and then inserted again is back in the index, above its tombstone',
+    async run(t, search) {
+      const db = await setup(t, search);
+      const [id] = await insertListings(db, 1, 'before');
+      await eventually(async () => (await search.doc('listings', id!))?.source.title === 'before 1');
+      await db.query(`DELETE FROM listings WHERE id = $1`, [id]);
+      await eventually(async () => (await search.doc('listings', id!)) === undefined);
+      await db.query(`INSERT INTO listings (id, seller_id, title, price_cents) VALUES ($1, gen_random_uuid(), 'after', 1)`, [id]);
+      const back = await eventually(async () => {
+        const doc = await search.doc('listings', id!);
+        return doc?.source.title === 'after' ? doc : undefined;
+      });
+      t.equal(back!.version, await version(db, id!), 'indexed with the version above the delete');
+    },
+  },
+  {
     name: 'a 5,000-row statement reaches the index',
     async run(t, search) {
       const db = await setup(t, search);

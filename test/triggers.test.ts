@@ -183,6 +183,18 @@ t.test('a delete enqueues the row with a tombstone version above its last one', 
   t.same((await jobsFor(db, id)).map((j) => j.state), ['completed', 'created']);
 });
 
+t.test('an insert writes no version; an id inserted again after its delete gets one above its tombstone', async (t) => {
+  const db = await createTestDatabase(t);
+  const version = async (id: string) => (await db.query<{ version: number }>(`SELECT version FROM queue.listings_version WHERE id = $1`, [id]))[0]?.version;
+  const id = await insertListing(db);
+  t.equal(await version(id), undefined, 'a new row is read at version 0');
+  await db.query(`DELETE FROM listings WHERE id = $1`, [id]);
+  const tombstone = await version(id);
+  t.ok(tombstone! > 0, 'its delete leaves a tombstone version');
+  await db.query(`INSERT INTO listings (id, seller_id, title, price_cents) VALUES ($1, gen_random_uuid(), 'again', 1)`, [id]);
+  t.ok((await version(id))! > tombstone!, 'the new row outranks the delete in the index');
+});
+
 t.test('changing a primary key enqueues the old id and the new one', async (t) => {
   const db = await createTestDatabase(t);
   const id = await insertListing(db);
