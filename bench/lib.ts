@@ -9,14 +9,14 @@ import { migrate } from '../src/db/migrate.ts';
 
 export const adminUrl = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
-export function databaseUrl(name: string): string {
-  const url = new URL(adminUrl);
+export function databaseUrl(name: string, server = adminUrl): string {
+  const url = new URL(server);
   url.pathname = `/${name}`;
   return url.toString();
 }
 
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl });
+async function admin(sql: string, server: string): Promise<void> {
+  const client = new pg.Client({ connectionString: server });
   await client.connect();
   try {
     await client.query(sql);
@@ -31,11 +31,17 @@ export interface BenchDatabase {
   drop(): Promise<void>;
 }
 
-/** A fresh database with the sample schema; `withQueue` also runs the service's migrate. */
-export async function benchDatabase(label: string, { withQueue = false, extraSql = [] as string[], env = {} as Record<string, string> } = {}): Promise<BenchDatabase> {
+/**
+ * A fresh database with the sample schema; `withQueue` also runs the service's migrate. `server`
+ * is the admin URL of the server to create it on (the shared one by default).
+ */
+export async function benchDatabase(
+  label: string,
+  { withQueue = false, extraSql = [] as string[], env = {} as Record<string, string>, server = adminUrl } = {},
+): Promise<BenchDatabase> {
   const name = `qs_bench_${label.replace(/\W/g, '_')}_${randomBytes(3).toString('hex')}`;
-  await admin(`CREATE DATABASE ${name}`);
-  const url = databaseUrl(name);
+  await admin(`CREATE DATABASE ${name}`, server);
+  const url = databaseUrl(name, server);
   const pool = new pg.Pool({ connectionString: url, max: 20 });
   pool.on('error', () => {});
   await pool.query(await readFile(seedFile, 'utf8'));
@@ -46,7 +52,7 @@ export async function benchDatabase(label: string, { withQueue = false, extraSql
     pool,
     async drop() {
       await pool.end();
-      await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`, server);
     },
   };
 }

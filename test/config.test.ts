@@ -74,3 +74,16 @@ t.test('secrets never appear in the logs', async (t) => {
     t.notOk(output.includes(secret), `${secret.split('-')[0]} secret not logged`);
   }
 });
+
+t.test('a server without autovacuum gets one warning at start, naming the fix', async (t) => {
+  const { fake } = await fakeSearch(t);
+  const db = await createTestDatabase(t);
+  const [setting] = await db.query<{ autovacuum: string }>('SHOW autovacuum');
+  const service = spawnService(t, db, fake.url);
+  await service.url;
+  service.child.kill('SIGTERM');
+  await service.exited;
+  const warnings = service.output().split('\n').filter((line) => line.includes('autovacuum is off'));
+  if (setting!.autovacuum === 'on') t.equal(warnings.length, 0, 'autovacuum is on: no warning');
+  else t.match(warnings, [/"level":40.*ALTER SYSTEM SET autovacuum = on/], 'autovacuum is off: one warning');
+});

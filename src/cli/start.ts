@@ -4,6 +4,7 @@ import type { Env } from '../config/env.ts';
 import { describeDatabaseUrl, type Logger } from '../config/logger.ts';
 import { queueConfigs, SYNC_TABLES, type TaskQueue } from '../config/queues.ts';
 import { migrate } from '../db/migrate.ts';
+import * as plans from '../db/plans.ts';
 import { createPool, type Pool } from '../db/pool.ts';
 import { buildServer } from '../http/server.ts';
 import type { TaskHandler } from '../jobs/handler.ts';
@@ -35,12 +36,25 @@ export interface ServiceOptions {
   handlers?: readonly TaskHandler[];
 }
 
+/**
+ * Every job leaves dead row versions behind it (created, active, completed); without autovacuum
+ * pg-boss's job table fills with them and each claim reads through more of them. The service
+ * works on, slower by the hour, so say it once, at start, where the operator looks.
+ */
+async function warnWithoutAutovacuum(pool: Pool, log: Logger): Promise<void> {
+  // Best effort: if the database cannot answer yet, pg-boss's start below says so.
+  const rows = await pool.query<{ autovacuum: string }>(plans.autovacuumSetting).then((r) => r.rows, () => null);
+  if (!rows || rows[0]?.autovacuum === 'on') return;
+  log.warn('autovacuum is off on this server: the job tables will bloat and claiming jobs will slow down; turn it on (ALTER SYSTEM SET autovacuum = on)');
+}
+
 export async function runService(env: Env, databaseUrl: string, log: Logger, options: ServiceOptions = {}): Promise<RunningService> {
   log.info({ database: describeDatabaseUrl(databaseUrl), elasticsearch: env.elasticsearchUrl ?? null }, 'starting');
   const queues = queueConfigs(env, options.tasks);
   if (env.migrateOnStart) await migrate(databaseUrl, env, log, { tasks: options.tasks });
 
   const pool = createPool(databaseUrl, { max: env.dbPoolMax, statementTimeoutMs: env.dbStatementTimeoutMs, applicationName: 'queue-service' }, log);
+  await warnWithoutAutovacuum(pool, log);
   const boss = new PgBoss({
     connectionString: databaseUrl,
     max: env.dbPoolMax,

@@ -42,6 +42,7 @@ export const tableShapes = `
 export const pgbossInstalled = "SELECT to_regclass('pgboss.version') IS NOT NULL AS installed";
 export const pgbossVersion = 'SELECT version FROM pgboss.version';
 
+export const autovacuumSetting = "SELECT current_setting('autovacuum') AS autovacuum";
 export const attachSync = 'SELECT queue.attach_sync($1::regclass)';
 export const releaseHeldChanges = 'SELECT queue.release_held_changes() AS released';
 export const releaseHeldJobs = 'SELECT queue.release_held_jobs() AS released';

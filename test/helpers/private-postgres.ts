@@ -3,7 +3,6 @@ import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Test } from 'tap';
 
 /**
  * A PostgreSQL server of a test's own, from the machine's own binaries, so a test can restart it
@@ -35,7 +34,16 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function startPrivatePostgres(t: Test, { maxConnections = 50 } = {}): Promise<PrivatePostgres> {
+/** Whatever can run a clean-up when it ends: a tap test, or a bench's own list. */
+export interface Teardown {
+  teardown(fn: () => void): void;
+}
+
+/**
+ * `durable` keeps fsync and synchronous commit on, as a production server has them; tests turn
+ * them off for speed. `settings` are more `-c` options.
+ */
+export async function startPrivatePostgres(t: Teardown, { maxConnections = 50, durable = false, settings = {} as Record<string, string> } = {}): Promise<PrivatePostgres> {
   const bin = binDir();
   const dir = mkdtempSync(join(tmpdir(), 'qs-pg-'));
   chmodSync(dir, 0o777);
@@ -48,7 +56,8 @@ export async function startPrivatePostgres(t: Test, { maxConnections = 50 } = {}
     if (result.status !== 0) throw new Error(`${cmd} failed: ${result.stderr || result.stdout}`);
   };
   asServer('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync']);
-  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=${maxConnections} -c fsync=off -c synchronous_commit=off`;
+  const all = { listen_addresses: '127.0.0.1', max_connections: String(maxConnections), ...(durable ? {} : { fsync: 'off', synchronous_commit: 'off' }), ...settings };
+  const options = [`-p ${port} -k ${dir}`, ...Object.entries(all).map(([k, v]) => `-c ${k}=${v}`)].join(' ');
   const start = () => asServer('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-o', options, '-w', 'start']);
   const stop = () => asServer('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
   start();
