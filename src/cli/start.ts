@@ -45,7 +45,7 @@ async function warnWithoutAutovacuum(pool: Pool, log: Logger): Promise<void> {
   // Best effort: if the database cannot answer yet, pg-boss's start below says so.
   const rows = await pool.query<{ autovacuum: string }>(plans.autovacuumSetting).then((r) => r.rows, () => null);
   if (!rows || rows[0]?.autovacuum === 'on') return;
-  log.warn('autovacuum is off on this server: the job tables will bloat and claiming jobs will slow down; turn it on (ALTER SYSTEM SET autovacuum = on)');
+  log.warn('autovacuum is off on this server: the job tables will bloat and claiming jobs will slow down; turn it on (ALTER SYSTEM SET autovacuum = on; SELECT pg_reload_conf())');
 }
 
 export async function runService(env: Env, databaseUrl: string, log: Logger, options: ServiceOptions = {}): Promise<RunningService> {
