@@ -5,21 +5,17 @@
 // autovacuum on, as production servers are (its own, when the shared one has it off).
 //
 //   npm run bench:backlog          (ROWS=1000000)
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
-import { packageRoot } from '../src/config/paths.ts';
+import * as plans from '../src/db/plans.ts';
 import { FakeElasticsearch } from '../test/helpers/fake-elasticsearch.ts';
 import { startPrivatePostgres } from '../test/helpers/private-postgres.ts';
-import { adminUrl, benchDatabase, benchNodeFlags, fmt, percentile, table } from './lib.ts';
+import { adminUrl, benchDatabase, fmt, percentile, rssMb, spawnService, table } from './lib.ts';
 
 const ROWS = Number(process.env.ROWS ?? 1_000_000);
 const WRITE_SECONDS = 10;
 const WRITERS = 10;
 
-const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 const sizeMb = async (pool: pg.Pool) => Number((await pool.query(`SELECT pg_database_size(current_database()) AS b`)).rows[0].b) / 1024 / 1024;
 
 /** Single-row inserts from WRITERS clients for WRITE_SECONDS: the app's write throughput. */
@@ -58,7 +54,7 @@ async function statsQueryMs(pool: pg.Pool): Promise<number> {
 async function serverWithAutovacuum(cleanups: (() => void)[]): Promise<string> {
   const shared = new pg.Client({ connectionString: adminUrl });
   await shared.connect();
-  const { rows } = await shared.query<{ autovacuum: string }>('SHOW autovacuum');
+  const { rows } = await shared.query<{ autovacuum: string }>(plans.autovacuumSetting);
   await shared.end();
   if (rows[0]!.autovacuum === 'on') return adminUrl;
   process.stderr.write('the shared server has autovacuum off; starting a server of the bench\'s own with the defaults (autovacuum on)\n');
@@ -77,10 +73,7 @@ try {
   await pool.query('VACUUM ANALYZE');
   const sizeBefore = await sizeMb(pool);
 
-  const child = spawn(process.execPath, [...benchNodeFlags, join(packageRoot, 'src/cli/main.ts'), 'start'], {
-    env: { ...process.env, DATABASE_URL: db.url, ELASTICSEARCH_URL: es.url, MIGRATE_ON_START: 'false', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const child = spawnService({ DATABASE_URL: db.url, ELASTICSEARCH_URL: es.url });
   const exited = new Promise((resolve) => child.on('exit', resolve));
   while (!es.aliases.has('listings')) await new Promise((r) => setTimeout(r, 20));
 

@@ -1,4 +1,6 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -92,3 +94,23 @@ export const serviceNodeFlags = ['--max-semi-space-size=8', '--max-old-space-siz
 
 /** What benches spawn the service with: the same flags, unless SERVICE_NODE_FLAGS tries others. */
 export const benchNodeFlags = process.env.SERVICE_NODE_FLAGS?.split(' ').filter(Boolean) ?? serviceNodeFlags;
+
+/**
+ * The service as its own process, exactly as `queue-service start` runs it, with benchNodeFlags;
+ * `env` adds to (and overrides) the bench's defaults: no migrate, any port, warnings only.
+ */
+export function spawnService(env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, [...benchNodeFlags, join(packageRoot, 'src/cli/main.ts'), 'start'], {
+    env: { ...process.env, MIGRATE_ON_START: 'false', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+}
+
+/** A process's resident memory in MB; 0 once it has exited. */
+export function rssMb(pid: number): number {
+  try {
+    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+  } catch {
+    return 0;
+  }
+}

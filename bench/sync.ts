@@ -6,15 +6,12 @@
 //
 // The service runs as its own process, exactly as `queue-service start` runs it; the fake
 // Elasticsearch answers in this process. RSS is the service process's, sampled every 100 ms.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { packageRoot } from '../src/config/paths.ts';
 import { FakeElasticsearch } from '../test/helpers/fake-elasticsearch.ts';
-import { benchDatabase, fmt, percentile, benchNodeFlags, table, timed, type BenchDatabase } from './lib.ts';
+import { benchDatabase, fmt, percentile, rssMb, spawnService, table, timed, type BenchDatabase } from './lib.ts';
 
 const BACKLOG = Number(process.env.BACKLOG ?? 100_000);
 const STEADY = Number(process.env.STEADY ?? 20_000);
@@ -29,28 +26,8 @@ interface RunningService {
   stop(): Promise<void>;
 }
 
-function rssMb(pid: number): number {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-    return kb / 1024;
-  } catch {
-    return 0;
-  }
-}
-
 async function startService(db: BenchDatabase, es: FakeElasticsearch, extra: Record<string, string> = {}): Promise<RunningService> {
-  const env = {
-    ...process.env,
-    DATABASE_URL: db.url,
-    ELASTICSEARCH_URL: es.url,
-    MIGRATE_ON_START: 'false',
-    PORT: '0',
-    HOST: '127.0.0.1',
-    LOG_LEVEL: 'warn',
-    ...extra,
-  };
-  const child = spawn(process.execPath, [...benchNodeFlags, join(packageRoot, 'src/cli/main.ts'), 'start'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawnService({ DATABASE_URL: db.url, ELASTICSEARCH_URL: es.url, ...extra });
   let peak = 0;
   const sampler = setInterval(() => (peak = Math.max(peak, rssMb(child.pid!))), 100);
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));

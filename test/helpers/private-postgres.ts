@@ -39,11 +39,8 @@ export interface Teardown {
   teardown(fn: () => void): void;
 }
 
-/**
- * `durable` keeps fsync and synchronous commit on, as a production server has them; tests turn
- * them off for speed. `settings` are more `-c` options.
- */
-export async function startPrivatePostgres(t: Teardown, { maxConnections = 50, durable = false, settings = {} as Record<string, string> } = {}): Promise<PrivatePostgres> {
+/** `durable` keeps fsync and synchronous commit on, as a production server has them; tests turn them off for speed. */
+export async function startPrivatePostgres(t: Teardown, { maxConnections = 50, durable = false } = {}): Promise<PrivatePostgres> {
   const bin = binDir();
   const dir = mkdtempSync(join(tmpdir(), 'qs-pg-'));
   chmodSync(dir, 0o777);
@@ -56,8 +53,7 @@ export async function startPrivatePostgres(t: Teardown, { maxConnections = 50, d
     if (result.status !== 0) throw new Error(`${cmd} failed: ${result.stderr || result.stdout}`);
   };
   asServer('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync']);
-  const all = { listen_addresses: '127.0.0.1', max_connections: String(maxConnections), ...(durable ? {} : { fsync: 'off', synchronous_commit: 'off' }), ...settings };
-  const options = [`-p ${port} -k ${dir}`, ...Object.entries(all).map(([k, v]) => `-c ${k}=${v}`)].join(' ');
+  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=${maxConnections}${durable ? '' : ' -c fsync=off -c synchronous_commit=off'}`;
   const start = () => asServer('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-o', options, '-w', 'start']);
   const stop = () => asServer('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
   start();
