@@ -28,6 +28,20 @@ export interface WorkerSettings {
   pollingIntervalSeconds: number;
 }
 
+/**
+ * A worker's settings as pg-boss's `work()` takes them. While NOTIFY is active pg-boss polls at
+ * `notifyPollingIntervalSeconds` (30 s by default), not `pollingIntervalSeconds`: the queue's own
+ * interval applies in both modes, so a job whose NOTIFY was skipped waits no longer than it.
+ */
+export function workOptions(settings: WorkerSettings) {
+  return {
+    batchSize: settings.batchSize,
+    localConcurrency: settings.concurrency,
+    pollingIntervalSeconds: settings.pollingIntervalSeconds,
+    notifyPollingIntervalSeconds: settings.pollingIntervalSeconds,
+  };
+}
+
 /** A JSON Schema (draft 7, as Fastify's ajv reads it) for a queue's job data. */
 export type DataSchema = Record<string, unknown>;
 

@@ -299,16 +299,7 @@ export interface ThroughputRow {
   failed: number;
 }
 
-export interface QueueGaugeRow {
-  queue: string;
-  queued: number;
-  deferred: number;
-  retrying: number;
-  active: number;
-  failed: number;
-  dead_lettered: number;
-  oldest_waiting_seconds: number | null;
-}
+export type QueueGaugeRow = Pick<QueueStatsRow, 'queue' | 'queued' | 'deferred' | 'retrying' | 'active' | 'failed' | 'dead_lettered' | 'oldest_waiting_seconds'>;
 
 export async function readGauges(pool: Pool): Promise<QueueGaugeRow[]> {
   return (await pool.query<QueueGaugeRow>(ops.queueGauges)).rows;

@@ -1,7 +1,7 @@
 import type { Job, JobResult, PgBoss } from 'pg-boss';
 import type { Counter, Gauge, Histogram } from 'prom-client';
 import type { Logger } from '../config/logger.ts';
-import type { QueueConfig, RateLimit, WorkerSettings } from '../config/queues.ts';
+import { workOptions, type QueueConfig, type RateLimit, type WorkerSettings } from '../config/queues.ts';
 import type { Pool } from '../db/pool.ts';
 import { JobError, type RunningHandler } from './handler.ts';
 import * as plans from './plans.ts';
@@ -53,13 +53,7 @@ export class TaskWorker {
     } else {
       this.#workId = await boss.work<unknown>(
         this.queue,
-        {
-          batchSize: settings.batchSize,
-          localConcurrency: settings.concurrency,
-          pollingIntervalSeconds: settings.pollingIntervalSeconds,
-          notifyPollingIntervalSeconds: settings.pollingIntervalSeconds,
-          perJobResults: true,
-        },
+        { ...workOptions(settings), perJobResults: true },
         (jobs) => this.runBatch(jobs),
       );
     }

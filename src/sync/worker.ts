@@ -1,6 +1,6 @@
 import type { Job, JobResult, PgBoss } from 'pg-boss';
 import type { Logger } from '../config/logger.ts';
-import type { SyncTable, WorkerSettings } from '../config/queues.ts';
+import { workOptions, type SyncTable, type WorkerSettings } from '../config/queues.ts';
 import * as plans from '../db/plans.ts';
 import type { Pool } from '../db/pool.ts';
 import { sendBulk, type ItemOutcome, type SyncDocument } from '../search/bulk.ts';
@@ -57,10 +57,7 @@ export class SyncWorker {
     this.#workId = await boss.work<unknown>(
       this.queue,
       {
-        batchSize: settings.batchSize,
-        localConcurrency: settings.concurrency,
-        pollingIntervalSeconds: settings.pollingIntervalSeconds,
-        notifyPollingIntervalSeconds: settings.pollingIntervalSeconds,
+        ...workOptions(settings),
         perJobResults: true,
         // A full batch means more are waiting: fetch again at once instead of after the poll.
         burstWhenBatchFull: true,
