@@ -6,7 +6,8 @@
 //                            migration below needs the app tables)
 //   <ts>_queue_service.sql   pg-boss's construction SQL at the pinned version, the queues, the ledger
 //                            with a row per file of migrations/ (so a later `migrate` by the service
-//                            finds them applied), every file of migrations/, and attach_sync per table
+//                            finds them applied), every file of migrations/, and the triggers of
+//                            each synced table (plans.attachSync)
 //
 //   npm run supabase:migration            write the files
 //   npm run supabase:migration -- --check exit 1 when the files on disk are stale
@@ -94,8 +95,8 @@ export async function queueServiceSql(): Promise<string> {
         `-- migrations/${m.name}\n${m.sql.trimEnd()}\n\n` +
         `INSERT INTO queue.migrations (name, checksum) VALUES (${literal(m.name)}, ${literal(m.checksum)});`,
     ),
-    '-- Search sync on the app tables: version tables, enqueue functions and triggers.\n' +
-      SYNC_TABLES.map((t) => `SELECT queue.attach_sync(${literal(`${t.schema}.${t.table}`)}::regclass);`).join('\n'),
+    '-- Search sync on the app tables: version tables, enqueue functions and triggers (writes and TRUNCATE).\n' +
+      SYNC_TABLES.map((t) => plans.attachSync.replaceAll('$1', literal(`${t.schema}.${t.table}`)) + ';').join('\n'),
     '-- The task queues\' payload schemas (queue.send checks them) and rate limits, as migrate registers them.\n' +
       configs
         .filter((q) => q.kind === 'task')

@@ -49,6 +49,16 @@ t.test("an app user's delete (authenticated, under RLS) enqueues the cleanup, th
   t.match(jobs, [{ data: { sku: 'TBL-OAK-180', imageUrls: ['https://cdn.shop.example/images/u.jpg'] } }]);
 });
 
+t.test('a TRUNCATE of inventory items enqueues the cleanup of every item that had images, as a delete does', async (t) => {
+  const db = await createTestDatabase(t);
+  await db.query(`UPDATE inventory_items SET image_urls = '{}'`);
+  await db.query(`UPDATE inventory_items SET image_urls = '{https://cdn.shop.example/images/t.jpg,""}' WHERE sku = 'TBL-OAK-180'`);
+  await db.query('TRUNCATE inventory_items');
+  const jobs = await db.query<{ data: unknown }>(`SELECT data FROM pgboss.job WHERE name = 'image-cleanup'`);
+  t.match(jobs, [{ data: { sku: 'TBL-OAK-180', imageUrls: ['https://cdn.shop.example/images/t.jpg'] } }]);
+  t.equal(jobs.length, 1, 'items without images need no cleanup');
+});
+
 t.test('a delete that rolls back enqueues no cleanup', async (t) => {
   const db = await createTestDatabase(t);
   await db.query(`UPDATE inventory_items SET image_urls = '{https://cdn.shop.example/images/x.jpg}'`);

@@ -72,6 +72,22 @@ export const scenarios: Scenario[] = [
     },
   },
   {
+    name: 'a TRUNCATE empties the index of the table and of the tables it cascades to',
+    async run(t, search) {
+      const db = await setup(t, search);
+      await insertListings(db, 50, 'to be truncated');
+      await db.query(`UPDATE inventory_items SET quantity = quantity + 1`);
+      await waitForIdleQueue(db);
+      t.equal(await search.count('listings'), 50);
+      t.ok((await search.count('inventory_items')) > 0, 'the seed items are indexed');
+      await db.query('TRUNCATE listings CASCADE');
+      await waitForIdleQueue(db);
+      t.same([await search.count('listings'), await search.count('inventory_items')], [0, 0]);
+      const [dead] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pgboss.job WHERE name LIKE '%.dead'`);
+      t.equal(dead!.n, 0, 'nothing dead-lettered');
+    },
+  },
+  {
     name: 'a 5,000-row statement reaches the index',
     async run(t, search) {
       const db = await setup(t, search);

@@ -198,6 +198,39 @@ t.test('an insert writes no version; an id inserted again after its delete gets 
   t.ok((await versionOf(db, id))! > tombstone!, 'the new row outranks the delete in the index');
 });
 
+t.test('a TRUNCATE enqueues every row it empties with a tombstone version, and the rows of the tables it cascades to', async (t) => {
+  const db = await createTestDatabase(t);
+  const id = await insertListing(db);
+  await db.query(`UPDATE listings SET title = 'v2' WHERE id = $1`, [id]);
+  const v2 = await versionOf(db, id);
+  await db.query(`DELETE FROM pgboss.job`);
+  const listings = (await db.query<{ id: string }>(`SELECT id::text FROM listings ORDER BY id`)).map((r) => r.id);
+  const items = (await db.query<{ id: string }>(`SELECT id::text FROM inventory_items ORDER BY id`)).map((r) => r.id);
+  await db.query('TRUNCATE listings CASCADE');
+  const keys = (name: string) =>
+    db.query<{ key: string }>(`SELECT singleton_key AS key FROM pgboss.job WHERE name = $1 ORDER BY 1`, [name]).then((rows) => rows.map((r) => r.key));
+  t.same(await keys(LISTINGS), listings, 'a job for every listing');
+  t.same(await keys('search-sync.inventory_items'), items, 'and for every item of the cascade');
+  const [unversioned] = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM unnest($1::uuid[]) AS k(id) LEFT JOIN queue.listings_version v USING (id) WHERE v.version IS NULL`,
+    [listings],
+  );
+  t.equal(unversioned!.n, 0, 'every emptied row has a tombstone version');
+  t.ok((await versionOf(db, id))! > v2!, 'above its last version');
+});
+
+t.test('a TRUNCATE of an empty table or a rolled-back one enqueues nothing', async (t) => {
+  const db = await createTestDatabase(t);
+  await db.query('TRUNCATE listings CASCADE');
+  await db.query(`DELETE FROM pgboss.job`);
+  await db.query('TRUNCATE listings CASCADE');
+  await insertListing(db);
+  await db.query(`DELETE FROM pgboss.job`);
+  await db.query('BEGIN; TRUNCATE listings CASCADE; ROLLBACK');
+  const [jobs] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pgboss.job`);
+  t.equal(jobs!.n, 0);
+});
+
 t.test('changing a primary key enqueues the old id and the new one', async (t) => {
   const db = await createTestDatabase(t);
   const id = await insertListing(db);

@@ -43,7 +43,8 @@ export const pgbossInstalled = "SELECT to_regclass('pgboss.version') IS NOT NULL
 export const pgbossVersion = 'SELECT version FROM pgboss.version';
 
 export const autovacuumSetting = "SELECT current_setting('autovacuum') AS autovacuum";
-export const attachSync = 'SELECT queue.attach_sync($1::regclass)';
+/** The triggers of a synced table: its writes (queue.attach_sync), then TRUNCATE (migration 011). */
+export const attachSync = 'SELECT queue.attach_sync($1::regclass), queue.attach_truncate_sync($1::regclass)';
 export const releaseHeldChanges = 'SELECT queue.release_held_changes() AS released';
 export const releaseHeldJobs = 'SELECT queue.release_held_jobs() AS released';
 export const registerTaskQueue = 'SELECT queue.register_task_queue($1, $2, $3::jsonb, $4, $5)';
