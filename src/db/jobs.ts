@@ -179,12 +179,14 @@ export async function retryJob(pool: Pool, id: string): Promise<JobView> {
   if (job.state !== 'failed') {
     throw new OperationError('conflict', `job ${id} is ${job.state}: only a failed job can be retried${job.state === 'retry' ? ' (this one is already waiting to retry)' : ''}`);
   }
+  // The job as the retry left it: once committed, a worker may claim it at once.
   try {
-    await inTransaction(pool, async (client) => {
-      const { rowCount } = await client.query({ ...ops.retryFailedJob, values: [job.queue, id] });
-      if (rowCount === 0) throw new OperationError('conflict', `job ${id} stopped being failed while it was being retried; read it again`);
+    return await inTransaction(pool, async (client) => {
+      const { rows: [retried] } = await client.query<JobRow>({ ...ops.retryFailedJob, values: [job.queue, id] });
+      if (!retried) throw new OperationError('conflict', `job ${id} stopped being failed while it was being retried; read it again`);
       if (job.deadLetter) await client.query({ ...ops.deleteDeadLetterCopies, values: [job.deadLetter, id] });
       await client.query({ ...ops.wakeQueue, values: [job.queue] });
+      return jobView(retried);
     });
   } catch (err) {
     if ((err as { code?: string }).code === POLICY_CONFLICT) {
@@ -192,15 +194,14 @@ export async function retryJob(pool: Pool, id: string): Promise<JobView> {
     }
     throw err;
   }
-  return requireJob(pool, id);
 }
 
 /** Cancels a job that is waiting (created or retry); a running or finished job is a conflict. */
 export async function cancelJob(pool: Pool, id: string): Promise<JobView> {
   let job = await requireJob(pool, id);
   if (job.state === 'created' || job.state === 'retry') {
-    const { rowCount } = await pool.query({ ...ops.cancelQueuedJob, values: [job.queue, id] });
-    if (rowCount === 1) return requireJob(pool, id);
+    const { rows: [cancelled] } = await pool.query<JobRow>({ ...ops.cancelQueuedJob, values: [job.queue, id] });
+    if (cancelled) return jobView(cancelled);
     job = await requireJob(pool, id); // a worker claimed it in between
   }
   throw new OperationError('conflict', `job ${id} is ${job.state}: only a queued job (created or retry) can be cancelled`);

@@ -97,10 +97,10 @@ export function listDeadLetters(filter: DeadLetterFilter): { text: string; value
  */
 export const retryFailedJob = statement(
   'ops-retry-failed-job',
-  `UPDATE pgboss.job
+  `UPDATE pgboss.job AS j
    SET state = 'retry', retry_limit = retry_limit + 1, completed_on = NULL, start_after = GREATEST(start_after, now())
    WHERE name = $1 AND id = $2::uuid AND state = 'failed'
-   RETURNING id`,
+   RETURNING ${JOB_COLUMNS}`,
 );
 
 /**
@@ -116,9 +116,9 @@ export const deleteDeadLetterCopies = statement(
 /** Cancels a job that has not started: pg-boss's cancelJobs, without its reach into active jobs. */
 export const cancelQueuedJob = statement(
   'ops-cancel-queued-job',
-  `UPDATE pgboss.job SET state = 'cancelled', completed_on = now()
+  `UPDATE pgboss.job AS j SET state = 'cancelled', completed_on = now()
    WHERE name = $1 AND id = $2::uuid AND state IN ('created', 'retry')
-   RETURNING id`,
+   RETURNING ${JOB_COLUMNS}`,
 );
 
 /** The enqueue the triggers do, for one row: returns how many jobs it created (0 or 1). */
