@@ -8,9 +8,10 @@
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import * as plans from '../src/db/plans.ts';
+import { adminUrl, withAdmin } from '../test/helpers/database.ts';
 import { FakeElasticsearch } from '../test/helpers/fake-elasticsearch.ts';
 import { startPrivatePostgres } from '../test/helpers/private-postgres.ts';
-import { adminUrl, benchDatabase, fmt, percentile, rssMb, spawnService, table } from './lib.ts';
+import { benchDatabase, fmt, percentile, rssMb, spawnService, table } from './lib.ts';
 
 const ROWS = Number(process.env.ROWS ?? 1_000_000);
 const WRITE_SECONDS = 10;
@@ -52,10 +53,7 @@ async function statsQueryMs(pool: pg.Pool): Promise<number> {
  * off, so the bench then runs on a durable server of its own with the defaults.
  */
 async function serverWithAutovacuum(cleanups: (() => void)[]): Promise<string> {
-  const shared = new pg.Client({ connectionString: adminUrl });
-  await shared.connect();
-  const { rows } = await shared.query<{ autovacuum: string }>(plans.autovacuumSetting);
-  await shared.end();
+  const { rows } = await withAdmin((c) => c.query<{ autovacuum: string }>(plans.autovacuumSetting));
   if (rows[0]!.autovacuum === 'on') return adminUrl;
   process.stderr.write('the shared server has autovacuum off; starting a server of the bench\'s own with the defaults (autovacuum on)\n');
   const server = await startPrivatePostgres({ teardown: (fn) => cleanups.push(fn) }, { durable: true, maxConnections: 100 });

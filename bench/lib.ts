@@ -8,24 +8,7 @@ import { readEnv } from '../src/config/env.ts';
 import { createLogger } from '../src/config/logger.ts';
 import { packageRoot, seedFile } from '../src/config/paths.ts';
 import { migrate } from '../src/db/migrate.ts';
-
-export const adminUrl = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-
-export function databaseUrl(name: string, server = adminUrl): string {
-  const url = new URL(server);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
-
-async function admin(sql: string, server: string): Promise<void> {
-  const client = new pg.Client({ connectionString: server });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
+import { adminUrl, databaseUrl, withAdmin } from '../test/helpers/database.ts';
 
 export interface BenchDatabase {
   url: string;
@@ -42,7 +25,7 @@ export async function benchDatabase(
   { withQueue = false, extraSql = [] as string[], env = {} as Record<string, string>, server = adminUrl } = {},
 ): Promise<BenchDatabase> {
   const name = `qs_bench_${label.replace(/\W/g, '_')}_${randomBytes(3).toString('hex')}`;
-  await admin(`CREATE DATABASE ${name}`, server);
+  await withAdmin((c) => c.query(`CREATE DATABASE ${name}`), server);
   const url = databaseUrl(name, server);
   const pool = new pg.Pool({ connectionString: url, max: 20 });
   pool.on('error', () => {});
@@ -54,7 +37,7 @@ export async function benchDatabase(
     pool,
     async drop() {
       await pool.end();
-      await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`, server);
+      await withAdmin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`), server);
     },
   };
 }
