@@ -16,8 +16,12 @@ export async function insertListings(db: TestDatabase, count: number, title = 'l
   return rows.map((r) => r.id);
 }
 
-export const version = async (db: TestDatabase, id: string) =>
-  (await db.query<{ version: number }>(`SELECT version FROM queue.listings_version WHERE id = $1`, [id]))[0]?.version ?? 0;
+/** A listing's document version, or undefined when it has none. */
+export const versionOf = async (db: TestDatabase, id: string) =>
+  (await db.query<{ version: number }>(`SELECT version FROM queue.listings_version WHERE id = $1`, [id]))[0]?.version;
+
+/** A listing's document version as the worker reads it: a row with none is at version 0. */
+export const version = async (db: TestDatabase, id: string) => (await versionOf(db, id)) ?? 0;
 
 export const waitForIdleQueue = (db: TestDatabase, timeoutMs = 30_000) =>
   eventually(async () => {

@@ -3,6 +3,7 @@ import { createLogger } from '../src/config/logger.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { startBoss } from './helpers/boss.ts';
 import { connect, createTestDatabase, eventually, type TestDatabase } from './helpers/database.ts';
+import { versionOf } from './sync-scenarios.ts';
 
 const LISTINGS = 'search-sync.listings';
 
@@ -13,10 +14,6 @@ async function insertListing(db: TestDatabase, title = 'a listing'): Promise<str
   );
   return row!.id;
 }
-
-/** The row's document version, or undefined when it has none (read at version 0). */
-const versionOf = async (db: TestDatabase, id: string) =>
-  (await db.query<{ version: number }>(`SELECT version FROM queue.listings_version WHERE id = $1`, [id]))[0]?.version;
 
 const jobsFor = (db: TestDatabase, key: string) =>
   db.query<{ id: string; state: string; data: unknown }>(
