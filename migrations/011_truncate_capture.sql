@@ -17,10 +17,7 @@ DECLARE
   key_column text;
   keys text[];
 BEGIN
-  SELECT a.attname INTO key_column
-  FROM pg_index i
-  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-  WHERE i.indrelid = TG_RELID AND i.indisprimary;
+  SELECT k.key_column INTO key_column FROM queue.primary_key(TG_RELID) k;
   EXECUTE format('SELECT array_agg(%I::text) FROM %s', key_column, TG_RELID::regclass) INTO keys;
   IF keys IS NOT NULL THEN
     PERFORM queue.resync(TG_RELID::regclass, keys, true);

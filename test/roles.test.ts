@@ -30,6 +30,7 @@ const forbidden = [
   ['call the TRUNCATE trigger function', 'SELECT queue.sync_truncated()'],
   ['build image-cleanup jobs', 'SELECT queue.image_cleanup_job(i) FROM inventory_items i'],
   ['attach the TRUNCATE trigger', `SELECT queue.attach_truncate_sync('public.listings')`],
+  ['look up a synced table\'s key', `SELECT queue.primary_key('public.listings')`],
   ['resync rows', `SELECT queue.resync('public.listings', ARRAY['x'], true)`],
   ['move the version clock', 'SELECT queue.advance_document_version(1000000)'],
   ['read or start index rebuilds', 'SELECT * FROM queue.index_rebuilds'],

@@ -2100,6 +2100,17 @@ INSERT INTO queue.migrations (name, checksum) VALUES ('009_unversioned_inserts.s
 -- any version issued before the call, so it outranks one unversioned write to any document.
 -- More than one such write to one document is drift that `reconcile --repair` finds: it reads
 -- the document's version and moves the clock past it.
+--
+-- queue.primary_key is the lookup of a synced table's key that the functions of 001 each spelled
+-- out; the ones written from here on call it.
+CREATE FUNCTION queue.primary_key(target regclass, OUT key_column text, OUT key_type text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+  FROM pg_index i
+  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+  WHERE i.indrelid = target AND i.indisprimary AND i.indnatts = 1
+$$;
+
 CREATE OR REPLACE FUNCTION queue.bump_versions(target regclass, keys text[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -2108,10 +2119,7 @@ DECLARE
   key_type text;
 BEGIN
   SELECT c.relname INTO table_name FROM pg_class c WHERE c.oid = target;
-  SELECT a.attname, format_type(a.atttypid, a.atttypmod) INTO key_column, key_type
-  FROM pg_index i
-  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-  WHERE i.indrelid = target AND i.indisprimary AND i.indnatts = 1;
+  SELECT k.key_column, k.key_type INTO key_column, key_type FROM queue.primary_key(target) k;
   PERFORM nextval('queue.document_version');
   EXECUTE format(
     'INSERT INTO queue.%1$I AS v (%2$I, version)
@@ -2121,7 +2129,9 @@ BEGIN
 END
 $$;
 
-INSERT INTO queue.migrations (name, checksum) VALUES ('010_bump_past_hand_writes.sql', 'ec1414e3d6b9c00ea735400c345389155838f602f87bc46f57919f832821edf2');
+REVOKE ALL ON FUNCTION queue.primary_key(regclass) FROM PUBLIC;
+
+INSERT INTO queue.migrations (name, checksum) VALUES ('010_bump_past_hand_writes.sql', 'dc0265803f2beab8bd3259655259762573ed5413d01a18b6c553e4c2b80a45ee');
 
 -- migrations/011_truncate_capture.sql
 -- A TRUNCATE of a synced table enqueues the delete of every document it empties.
@@ -2143,10 +2153,7 @@ DECLARE
   key_column text;
   keys text[];
 BEGIN
-  SELECT a.attname INTO key_column
-  FROM pg_index i
-  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-  WHERE i.indrelid = TG_RELID AND i.indisprimary;
+  SELECT k.key_column INTO key_column FROM queue.primary_key(TG_RELID) k;
   EXECUTE format('SELECT array_agg(%I::text) FROM %s', key_column, TG_RELID::regclass) INTO keys;
   IF keys IS NOT NULL THEN
     PERFORM queue.resync(TG_RELID::regclass, keys, true);
@@ -2203,7 +2210,7 @@ REVOKE ALL ON FUNCTION
   queue.inventory_items_truncate_image_cleanup()
 FROM PUBLIC;
 
-INSERT INTO queue.migrations (name, checksum) VALUES ('011_truncate_capture.sql', '5ecd9c1936a8982a15be0a92a14e4f63ebc26d49962a2abc19417634b517da61');
+INSERT INTO queue.migrations (name, checksum) VALUES ('011_truncate_capture.sql', 'dd242c7cce41a5a152f11e9237368da47b37355f374b85c4457f34e9b9989b26');
 
 -- Search sync on the app tables: version tables, enqueue functions and triggers (writes and TRUNCATE).
 SELECT queue.attach_sync('public.listings'::regclass), queue.attach_truncate_sync('public.listings'::regclass);
