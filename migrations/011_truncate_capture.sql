@@ -9,8 +9,8 @@
 -- again gives them versions above those tombstones, as any insert after a delete does. Tables
 -- truncated by CASCADE fire their own trigger.
 --
--- The price is the TRUNCATE's: a read of every key and a job per row, in its transaction, so on
--- a table of millions of rows it takes minutes instead of an instant.
+-- The price is the TRUNCATE's: a read of every key and a job per row, in its transaction, so it
+-- takes about as long as a DELETE of every row instead of an instant (RELIABILITY.md has the figure).
 CREATE FUNCTION queue.sync_truncated() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
